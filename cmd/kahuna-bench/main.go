@@ -1,0 +1,209 @@
+// Command kahuna-bench loads a Kahuna server with try-lock/try-unlock pairs
+// on random keys and reports throughput and latency percentiles.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/loadgen"
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // unreachable server, no replies, or a contract violation
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// options are the parsed command line.
+type options struct {
+	cfg          loadgen.Config
+	durabilities []wire.Durability
+	format       string
+	readyTimeout time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	def := loadgen.DefaultConfig()
+	fs := flag.NewFlagSet("kahuna-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	endpoint := fs.String("endpoint", def.Endpoint, "base URL of the Kahuna node to load")
+	workers := fs.Int("workers", def.Workers, "concurrent connections, one request in flight each")
+	keys := fs.Int("keys", def.Keys, "number of distinct resources")
+	duration := fs.Duration("duration", def.Duration, "measured period per durability")
+	warmup := fs.Duration("warmup", def.Warmup, "load before each measured period, excluded from the results")
+	durability := fs.String("durability", "persistent", "persistent, ephemeral or both (persistent, then ephemeral)")
+	expiresMs := fs.Int64("expires-ms", def.ExpiresMs, "lease of each try-lock in milliseconds")
+	keyPrefix := fs.String("key-prefix", def.KeyPrefix, "prefix of every resource name")
+	seed := fs.Uint64("seed", def.Seed, "seed of the key choice; worker i uses (seed, i)")
+	format := fs.String("format", "text", "output format: text or json")
+	timeout := fs.Duration("timeout", def.Timeout, "per-request timeout")
+	readyTimeout := fs.Duration("ready-timeout", 10*time.Second, "how long to wait for GET /readyz to answer 200")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: kahuna-bench [flags]\n\nLoads a Kahuna node with try-lock/try-unlock pairs and reports throughput and latency.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+
+	opts := options{format: *format, readyTimeout: *readyTimeout}
+	switch *durability {
+	case "persistent":
+		opts.durabilities = []wire.Durability{wire.Persistent}
+	case "ephemeral":
+		opts.durabilities = []wire.Durability{wire.Ephemeral}
+	case "both":
+		opts.durabilities = []wire.Durability{wire.Persistent, wire.Ephemeral}
+	default:
+		return options{}, fmt.Errorf("-durability %q: want persistent, ephemeral or both", *durability)
+	}
+	if *format != "text" && *format != "json" {
+		return options{}, fmt.Errorf("-format %q: want text or json", *format)
+	}
+	if *readyTimeout <= 0 {
+		return options{}, errors.New("-ready-timeout must be positive")
+	}
+	opts.cfg = loadgen.Config{
+		Endpoint:   strings.TrimRight(*endpoint, "/"),
+		Workers:    *workers,
+		Keys:       *keys,
+		KeyPrefix:  *keyPrefix,
+		Duration:   *duration,
+		Warmup:     *warmup,
+		Durability: opts.durabilities[0],
+		ExpiresMs:  *expiresMs,
+		Seed:       *seed,
+		Timeout:    *timeout,
+	}
+	if err := opts.cfg.Validate(); err != nil {
+		return options{}, err
+	}
+	return opts, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kahuna-bench: %v\n", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	if err := waitReady(ctx, opts.cfg.Endpoint, opts.readyTimeout); err != nil {
+		log.Error("server not reachable", "endpoint", opts.cfg.Endpoint, "err", err)
+		fmt.Fprintf(stderr, "kahuna-bench: %v\n", err)
+		return exitFailed
+	}
+
+	var results []*loadgen.Result
+	for _, d := range opts.durabilities {
+		cfg := opts.cfg
+		cfg.Durability = d
+		res, err := loadgen.Run(ctx, cfg, log)
+		if err != nil {
+			log.Error("load run failed", "durability", d.String(), "err", err)
+			return exitFailed
+		}
+		results = append(results, res)
+		if res.Interrupted {
+			break
+		}
+	}
+
+	if opts.format == "json" {
+		err = loadgen.WriteJSON(stdout, results...)
+	} else {
+		err = loadgen.WriteText(stdout, results...)
+	}
+	if err != nil {
+		log.Error("writing results", "err", err)
+		return exitFailed
+	}
+	return exitCode(results, log)
+}
+
+// exitCode fails a run that got no replies or caught the server breaking
+// the fencing-token contract: a benchmark must not pass silently on either.
+func exitCode(results []*loadgen.Result, log *slog.Logger) int {
+	code := exitOK
+	for _, r := range results {
+		switch {
+		case r.Interrupted:
+			return exitInterrupted
+		case r.Requests == 0:
+			log.Error("no request was answered", "durability", r.Durability, "first_error", r.FirstError)
+			code = exitFailed
+		case r.Failed():
+			log.Error("server broke the fencing-token contract", "durability", r.Durability,
+				"token_regressions", r.TokenRegressions, "bad_tokens", r.BadTokens)
+			code = exitFailed
+		case r.BadReplies > 0:
+			log.Warn("replies without a type", "durability", r.Durability, "count", r.BadReplies, "first", r.FirstError)
+		}
+	}
+	return code
+}
+
+// waitReady polls GET /readyz until it answers 200 or timeout passes.
+func waitReady(ctx context.Context, endpoint string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	url := endpoint + wire.PathReadyz
+	var last error
+	for {
+		last = probe(ctx, client, url)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready after %s: %w", url, timeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func probe(ctx context.Context, client *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
+}

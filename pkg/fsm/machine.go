@@ -1,0 +1,165 @@
+// Package fsm is Kahuna's lock state machine: a deterministic table of locks
+// (owner, lease expiry, fencing token) that applies batches of commands and
+// can be snapshotted and restored. It knows nothing of Raft or HTTP; time
+// comes only from the commands it applies.
+package fsm
+
+import (
+	"sync"
+)
+
+// Machine is the replicated lock state of one partition. Apply is called by
+// one goroutine at a time (Raft's FSM goroutine); reads may run concurrently.
+type Machine struct {
+	mu sync.RWMutex
+	st state
+}
+
+// state is everything a snapshot must carry.
+type state struct {
+	table *Table
+	// fence is the last persistent fencing token issued. One counter per
+	// partition makes tokens grow for every resource in it without keeping
+	// tombstones for released locks.
+	fence uint64
+	// ephemeralFence is the last token reserved for ephemeral locks.
+	ephemeralFence uint64
+	// offset is wall time minus lease time, in milliseconds. Promote moves
+	// it so that the lease clock resumes where the last leader left it.
+	offset int64
+	// lease is the lease-clock time of the last applied command; it never
+	// goes backwards.
+	lease int64
+}
+
+// New returns an empty machine.
+func New() *Machine {
+	return &Machine{st: state{table: NewTable()}}
+}
+
+// instant converts a leader's wall time to a point on the lease clock,
+// which never runs backwards.
+func (s *state) instant(wall int64) Instant {
+	lease := max(s.lease, wall-s.offset)
+	return Instant{Lease: lease, Wall: lease + s.offset}
+}
+
+// Apply runs a batch and returns one result per command, in order.
+func (m *Machine) Apply(b Batch) []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Result, len(b.Commands))
+	for i := range b.Commands {
+		out[i] = m.st.apply(b.Now, &b.Commands[i])
+	}
+	return out
+}
+
+func (s *state) apply(wall int64, c *Command) Result {
+	if c.Op == OpPromote {
+		// A new leader continues the lease clock from the last time the log
+		// recorded, whatever its own wall clock says. A clock ahead of the
+		// old leader's, or time spent without a leader, therefore lengthens
+		// leases instead of shortening them. Periodic expire commands keep
+		// the recorded time close to real time, bounding the lengthening.
+		s.offset = wall - s.lease
+		return Result{Outcome: Done}
+	}
+	now := s.instant(wall)
+	s.lease = now.Lease
+	switch c.Op {
+	case OpTryLock:
+		if !validLease(c) {
+			return Result{Outcome: Invalid}
+		}
+		return s.table.TryLock(now, c.Resource, c.Owner, c.TTL, s.nextToken)
+	case OpExtend:
+		if !validLease(c) {
+			return Result{Outcome: Invalid}
+		}
+		return s.table.Extend(now, c.Resource, c.Owner, c.TTL)
+	case OpUnlock:
+		if c.Resource == "" {
+			return Result{Outcome: Invalid}
+		}
+		return s.table.Unlock(now, c.Resource, c.Owner)
+	case OpForceUnlock:
+		if c.Resource == "" {
+			return Result{Outcome: Invalid}
+		}
+		return s.table.ForceUnlock(now, c.Resource)
+	case OpExpire:
+		if c.TTL < 0 {
+			return Result{Outcome: Invalid}
+		}
+		return Result{Outcome: Done, Count: s.table.Expire(now, c.TTL, c.Limit)}
+	case OpReserveTokens:
+		if c.Limit == 0 || c.Limit > 1<<40 {
+			return Result{Outcome: Invalid}
+		}
+		first := s.ephemeralFence + 1
+		s.ephemeralFence += c.Limit
+		return Result{Outcome: Done, Token: first, Count: c.Limit}
+	default:
+		return Result{Outcome: Invalid}
+	}
+}
+
+func validLease(c *Command) bool {
+	return c.Resource != "" && c.TTL > 0
+}
+
+func (s *state) nextToken() (uint64, bool) {
+	s.fence++
+	return s.fence, true
+}
+
+// Get reads resource at the given leader wall time.
+func (m *Machine) Get(wall int64, resource string) Result {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.table.Get(m.st.instant(wall), resource)
+}
+
+// List reads up to limit live locks in resource order; see Table.List.
+func (m *Machine) List(wall int64, prefix, after string, limit int) []Info {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.table.List(m.st.instant(wall), prefix, after, limit)
+}
+
+// Len is the number of entries held, expired ones not yet collected included.
+func (m *Machine) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.table.Len()
+}
+
+// Expirable reports whether an expire command with this grace would drop
+// anything at the given leader wall time.
+func (m *Machine) Expirable(wall, grace int64) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.st.table.Expirable(m.st.instant(wall), grace)
+}
+
+// Counters is a view of the machine's monotonic counters, for status pages
+// and tests.
+type Counters struct {
+	Fence          uint64
+	EphemeralFence uint64
+	Offset         int64
+	Lease          int64
+}
+
+// Counters returns the machine's counters.
+func (m *Machine) Counters() Counters {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return Counters{
+		Fence:          m.st.fence,
+		EphemeralFence: m.st.ephemeralFence,
+		Offset:         m.st.offset,
+		Lease:          m.st.lease,
+	}
+}

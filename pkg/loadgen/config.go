@@ -1,0 +1,86 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// Config describes one load run against one durability.
+type Config struct {
+	Endpoint   string          // base URL, e.g. http://127.0.0.1:8082
+	Workers    int             // concurrent connections, each with one request in flight
+	Keys       int             // size of the key space
+	KeyPrefix  string          // resources are <KeyPrefix><n>, n in [0, Keys)
+	Duration   time.Duration   // measured period
+	Warmup     time.Duration   // load before the measured period, not counted
+	Durability wire.Durability // lock namespace
+	ExpiresMs  int64           // lease of each try-lock
+	Seed       uint64          // worker i draws keys from a source seeded with Seed and i
+	Owner      string          // owner prefix, the worker index is appended; empty picks one per process
+	Timeout    time.Duration   // per request and per dial; zero means 10 s
+}
+
+// DefaultConfig returns the load tool's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Endpoint:   "http://127.0.0.1:8082",
+		Workers:    64,
+		Keys:       10000,
+		KeyPrefix:  "bench-",
+		Duration:   10 * time.Second,
+		Warmup:     2 * time.Second,
+		Durability: wire.Persistent,
+		ExpiresMs:  10000,
+		Seed:       1,
+		Timeout:    defaultTimeout,
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Workers < 1:
+		return errors.New("workers must be at least 1")
+	case c.Keys < 1:
+		return errors.New("keys must be at least 1")
+	case c.Duration <= 0:
+		return errors.New("duration must be positive")
+	case c.Warmup < 0:
+		return errors.New("warmup must not be negative")
+	case c.ExpiresMs < wire.MinExpiresMs || c.ExpiresMs > wire.MaxExpiresMs:
+		return fmt.Errorf("expires-ms must be in %d…%d", wire.MinExpiresMs, wire.MaxExpiresMs)
+	case c.Durability != wire.Persistent && c.Durability != wire.Ephemeral:
+		return fmt.Errorf("unknown durability %d", c.Durability)
+	}
+	_, _, err := ParseEndpoint(c.Endpoint)
+	return err
+}
+
+// ParseEndpoint turns a base URL into the address to dial and the Host
+// header to send. Only plain http is supported: TLS would cost the CPU this
+// tool exists to save.
+func ParseEndpoint(endpoint string) (addr, host string, err error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", "", fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	if u.Scheme != "http" {
+		return "", "", fmt.Errorf("endpoint %q: only http:// is supported", endpoint)
+	}
+	if u.Host == "" {
+		return "", "", fmt.Errorf("endpoint %q: no host", endpoint)
+	}
+	if u.Path != "" && u.Path != "/" {
+		return "", "", fmt.Errorf("endpoint %q: a path is not supported", endpoint)
+	}
+	addr = u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return addr, u.Host, nil
+}

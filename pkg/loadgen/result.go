@@ -1,0 +1,138 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// Result is the outcome of one load run.
+type Result struct {
+	Durability string        `json:"durability"`
+	Workers    int           `json:"workers"`
+	Keys       int           `json:"keys"`
+	Duration   time.Duration `json:"-"` // emitted as durationSeconds
+	// Requests counts HTTP requests that got a reply (try-lock and
+	// try-unlock alike); transport errors are counted in Errors instead.
+	Requests       uint64            `json:"requests"`
+	RequestsPerSec float64           `json:"requestsPerSec"`
+	LatencyUs      LatencyUs         `json:"latencyUs"`
+	Outcomes       map[string]uint64 `json:"outcomes"` // by reply type name
+	Errors         uint64            `json:"errors"`
+	// BadReplies are HTTP replies whose body had no numeric type.
+	BadReplies uint64 `json:"badReplies"`
+	// BadTokens are Locked replies without a non-negative fencingToken.
+	BadTokens uint64 `json:"badTokens"`
+	// TokenRegressions are grants whose token was lower than one the same
+	// worker was granted earlier for the same key: a server bug.
+	TokenRegressions uint64 `json:"tokenRegressions"`
+	FirstError       string `json:"firstError,omitempty"`
+	Interrupted      bool   `json:"interrupted,omitempty"`
+}
+
+// LatencyUs holds request latencies in microseconds.
+type LatencyUs struct {
+	P50  int64 `json:"p50"`
+	P90  int64 `json:"p90"`
+	P99  int64 `json:"p99"`
+	P999 int64 `json:"p99.9"`
+	Max  int64 `json:"max"`
+}
+
+// MarshalJSON adds durationSeconds, which reads better than nanoseconds.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result // drops this method, avoiding recursion
+	return json.Marshal(struct {
+		plain
+		DurationSeconds float64 `json:"durationSeconds"`
+	}{plain(r), r.Duration.Seconds()})
+}
+
+// Failed reports whether the run saw the server break the lock contract.
+func (r *Result) Failed() bool {
+	return r.TokenRegressions > 0 || r.BadTokens > 0
+}
+
+// WriteJSON writes the results as one indented JSON array.
+func WriteJSON(w io.Writer, results ...*Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if results == nil {
+		results = []*Result{}
+	}
+	if err := enc.Encode(results); err != nil {
+		return fmt.Errorf("write JSON: %w", err)
+	}
+	return nil
+}
+
+// WriteText writes the results as a table, one row per run, followed by the
+// outcome counts of each run.
+func WriteText(w io.Writer, results ...*Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "durability\tworkers\tkeys\tduration\trequests\treq/s\tp50\tp90\tp99\tp99.9\tmax\terrors\t")
+	for _, r := range results {
+		l := r.LatencyUs
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%d\t\n",
+			r.Durability, r.Workers, r.Keys, r.Duration.Round(time.Millisecond), r.Requests, r.RequestsPerSec,
+			us(l.P50), us(l.P90), us(l.P99), us(l.P999), us(l.Max), r.Errors)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	for _, r := range results {
+		line := r.Durability + " outcomes: " + formatOutcomes(r.Outcomes)
+		if r.BadReplies > 0 || r.BadTokens > 0 || r.TokenRegressions > 0 {
+			line += fmt.Sprintf("; bad replies %d, bad tokens %d, token regressions %d",
+				r.BadReplies, r.BadTokens, r.TokenRegressions)
+		}
+		if r.Interrupted {
+			line += " (interrupted)"
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return fmt.Errorf("write outcomes: %w", err)
+		}
+	}
+	return nil
+}
+
+func us(v int64) string {
+	return (time.Duration(v) * time.Microsecond).String()
+}
+
+// formatOutcomes lists the contract's codes in numeric order, then any
+// others by name.
+func formatOutcomes(m map[string]uint64) string {
+	order := []wire.Type{
+		wire.Locked, wire.Busy, wire.Extended, wire.Unlocked, wire.Got,
+		wire.Errored, wire.InvalidInput, wire.MustRetry, wire.LockDoesNotExist, wire.InvalidOwner,
+	}
+	var parts []string
+	seen := make(map[string]bool, len(m))
+	for _, t := range order {
+		if n, ok := m[t.String()]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%d", t, n))
+			seen[t.String()] = true
+		}
+	}
+	var rest []string
+	for name := range m {
+		if !seen[name] {
+			rest = append(rest, name)
+		}
+	}
+	sort.Strings(rest)
+	for _, name := range rest {
+		parts = append(parts, fmt.Sprintf("%s=%d", name, m[name]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,225 @@
+package loadgen
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// maxTrackedType bounds the outcome array; codes above it count as unknown.
+const maxTrackedType = int(wire.InvalidOwner)
+
+// stats is one worker's tally; it is only touched by its worker, then merged.
+type stats struct {
+	requests    uint64
+	outcomes    [maxTrackedType + 1]uint64
+	unknown     map[wire.Type]uint64 // codes outside the array, rare
+	errors      uint64
+	badReplies  uint64
+	badTokens   uint64
+	regressions uint64
+	maxUs       int64
+	firstError  string
+}
+
+func (s *stats) add(o *stats) {
+	s.requests += o.requests
+	for i, n := range o.outcomes {
+		s.outcomes[i] += n
+	}
+	for t, n := range o.unknown {
+		s.countType(t, n)
+	}
+	s.errors += o.errors
+	s.badReplies += o.badReplies
+	s.badTokens += o.badTokens
+	s.regressions += o.regressions
+	s.maxUs = max(s.maxUs, o.maxUs)
+	if s.firstError == "" {
+		s.firstError = o.firstError
+	}
+}
+
+func (s *stats) countType(t wire.Type, n uint64) {
+	if t >= 0 && int(t) <= maxTrackedType {
+		s.outcomes[t] += n
+		return
+	}
+	if s.unknown == nil {
+		s.unknown = make(map[wire.Type]uint64)
+	}
+	s.unknown[t] += n
+}
+
+// outcomeMap names each code the way the contract does; codes it does not
+// name keep their number.
+func (s *stats) outcomeMap() map[string]uint64 {
+	m := make(map[string]uint64)
+	name := func(t wire.Type) string {
+		if n := t.String(); n != "Unknown" {
+			return n
+		}
+		return "type" + strconv.Itoa(int(t))
+	}
+	for i, n := range s.outcomes {
+		if n > 0 {
+			m[name(wire.Type(i))] += n
+		}
+	}
+	for t, n := range s.unknown {
+		m[name(t)] += n
+	}
+	return m
+}
+
+// worker owns one connection, one random source and one histogram, so the
+// hot loop shares nothing with other workers.
+type worker struct {
+	client     *Client
+	rng        *rand.Rand
+	keys       int
+	head       []byte // {"resource":"<prefix>
+	lockTail   []byte // ","owner":...,"expiresMs":...,"durability":...}
+	unlockTail []byte // ","owner":...,"durability":...}
+	body       []byte
+	lastToken  []int64 // per key: the highest token this worker was granted, -1 if none
+	hist       *hdrhistogram.Histogram
+	stats      stats
+}
+
+func newWorker(cfg Config, index int, client *Client) (*worker, error) {
+	prefix, err := jsonString(cfg.KeyPrefix)
+	if err != nil {
+		return nil, err
+	}
+	owner, err := jsonString(cfg.Owner + strconv.Itoa(index))
+	if err != nil {
+		return nil, err
+	}
+	lastToken := make([]int64, cfg.Keys)
+	for i := range lastToken {
+		lastToken[i] = -1
+	}
+	d := int(cfg.Durability)
+	return &worker{
+		client:     client,
+		rng:        rand.New(rand.NewPCG(cfg.Seed, uint64(index))),
+		keys:       cfg.Keys,
+		head:       []byte(`{"resource":"` + prefix),
+		lockTail:   fmt.Appendf(nil, `","owner":"%s","expiresMs":%d,"durability":%d}`, owner, cfg.ExpiresMs, d),
+		unlockTail: fmt.Appendf(nil, `","owner":"%s","durability":%d}`, owner, d),
+		lastToken:  lastToken,
+		hist:       newHistogram(),
+	}, nil
+}
+
+// jsonString escapes s for use between quotes in a JSON body.
+func jsonString(s string) (string, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return "", fmt.Errorf("encode %q: %w", s, err)
+	}
+	return string(b[1 : len(b)-1]), nil
+}
+
+func (w *worker) run(stop *atomic.Bool, measureFrom, stopAt time.Time) {
+	var backoff time.Duration
+	for !stop.Load() {
+		start := time.Now()
+		if !start.Before(stopAt) {
+			return
+		}
+		// The unlock is measured with its try-lock, so that grants and
+		// unlocks pair up across the edges of the measured period.
+		measured := !start.Before(measureFrom)
+		key := w.rng.IntN(w.keys)
+		w.body = w.appendBody(w.body[:0], key, w.lockTail)
+		rep, ok := w.do(wire.PathTryLock, start, measured)
+		if !ok {
+			backoff = pause(backoff)
+			continue
+		}
+		backoff = 0
+		if rep.Type != wire.Locked {
+			continue
+		}
+		w.checkToken(key, rep, measured)
+		w.body = w.appendBody(w.body[:0], key, w.unlockTail)
+		if _, ok := w.do(wire.PathTryUnlock, time.Now(), measured); !ok {
+			backoff = pause(backoff)
+		}
+	}
+}
+
+func (w *worker) appendBody(dst []byte, key int, tail []byte) []byte {
+	dst = append(dst, w.head...)
+	dst = strconv.AppendInt(dst, int64(key), 10)
+	return append(dst, tail...)
+}
+
+// do sends one request and records it if measured. ok is false only on a
+// transport error; a reply without a type comes back with Type -1.
+func (w *worker) do(path string, start time.Time, measured bool) (rep Reply, ok bool) {
+	resp, err := w.client.Post(path, w.body)
+	if err != nil {
+		if measured {
+			w.stats.errors++
+			if w.stats.firstError == "" {
+				w.stats.firstError = err.Error()
+			}
+		}
+		return Reply{}, false
+	}
+	us := time.Since(start).Microseconds()
+	rep, err = ScanReply(resp.Body)
+	if err != nil {
+		rep = Reply{Type: -1}
+	}
+	if !measured {
+		return rep, true
+	}
+	w.stats.requests++
+	w.stats.maxUs = max(w.stats.maxUs, us)
+	_ = w.hist.RecordValue(min(max(us, histMinUs), histMaxUs))
+	if err != nil {
+		w.stats.badReplies++
+		if w.stats.firstError == "" {
+			w.stats.firstError = fmt.Sprintf("HTTP %d reply without a type: %.200q", resp.Status, resp.Body)
+		}
+	} else {
+		w.stats.countType(rep.Type, 1)
+	}
+	return rep, true
+}
+
+// checkToken verifies that this worker's grants on a key never go back in
+// time. Its grants on one key are sequential, so the server must hand out
+// strictly increasing tokens — or the same one, when an unlock failed and
+// the next try-lock was an idempotent re-grant.
+func (w *worker) checkToken(key int, rep Reply, measured bool) {
+	if !rep.HasToken || rep.Token < 0 {
+		if measured {
+			w.stats.badTokens++
+		}
+		return
+	}
+	if rep.Token < w.lastToken[key] && measured {
+		w.stats.regressions++
+	}
+	w.lastToken[key] = max(w.lastToken[key], rep.Token)
+}
+
+// pause backs off after a transport error so a dead server does not turn
+// every worker into a busy dial loop on a machine the server shares.
+func pause(prev time.Duration) time.Duration {
+	next := min(max(2*prev, time.Millisecond), 100*time.Millisecond)
+	time.Sleep(next)
+	return next
+}

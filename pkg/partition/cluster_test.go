@@ -1,0 +1,132 @@
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kahuna-go/kahuna/pkg/fsm"
+	"github.com/kahuna-go/kahuna/pkg/placement"
+)
+
+// cluster is a few in-process nodes whose partitions form one Raft group
+// each. Membership is out of this package's scope: the test bootstraps every
+// node with the same voter list, as the membership layer will.
+type cluster struct {
+	t     *testing.T
+	nodes []*node
+	count int
+}
+
+func startCluster(t *testing.T, size, count int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, count: count}
+	var servers []raft.Server
+	for i := range size {
+		n := startNode(t, fmt.Sprint("n", i+1), t.TempDir(), "127.0.0.1:0", count, nil)
+		c.nodes = append(c.nodes, n)
+		servers = append(servers, raft.Server{ID: raft.ServerID(n.id), Address: raft.ServerAddress(n.addr)})
+	}
+	for _, n := range c.nodes {
+		if err := n.set.Bootstrap(servers); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitLeaders()
+	return c
+}
+
+// leaderOf returns the node serving partition p, or nil.
+func (c *cluster) leaderOf(p int) *node {
+	for _, n := range c.nodes {
+		if n.set != nil && n.set.Group(p).IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func (c *cluster) waitLeaders() {
+	c.t.Helper()
+	waitFor(c.t, 15*time.Second, "every partition has a serving leader", func() bool {
+		for p := range c.count {
+			if c.leaderOf(p) == nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// do runs a command on the partition's leader, retrying while leadership
+// moves.
+func (c *cluster) do(d Durability, cmd fsm.Command) fsm.Result {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := placement.Partition(cmd.Resource, c.count)
+		if n := c.leaderOf(p); n != nil {
+			res, err := n.set.Group(p).Do(context.Background(), Request{Cmd: cmd, Durability: d})
+			if err == nil {
+				return res
+			}
+			if !errors.Is(err, ErrNotLeader) {
+				c.t.Fatalf("%v: %v", cmd.Op, err)
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no leader for %q", cmd.Resource)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLeaderFailover kills the leader of a partition of a three-node group
+// and checks that a new leader serves the same locks and tokens, and that
+// tokens of both durabilities keep growing.
+func TestLeaderFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster")
+	}
+	c := startCluster(t, 3, 2)
+	res := "failover"
+	p := placement.Partition(res, c.count)
+	held := c.do(Persistent, tryLock(res, "a", time.Hour))
+	eph := c.do(Ephemeral, tryLock(res, "a", time.Hour))
+	old := c.leaderOf(p)
+	old.stop()
+
+	c.waitLeaders()
+	if n := c.leaderOf(p); n == old || n == nil {
+		t.Fatalf("no new leader for partition %d", p)
+	}
+	if r := c.do(Persistent, tryLock(res, "b", time.Hour)); r.Outcome != fsm.Busy || r.Owner != "a" || r.Token != held.Token {
+		t.Fatalf("persistent lock after failover: %+v (granted %+v)", r, held)
+	}
+	// Ephemeral locks died with the leader, but their tokens never go back.
+	e2 := c.do(Ephemeral, tryLock(res, "b", time.Hour))
+	if e2.Outcome != fsm.Locked || e2.Token <= eph.Token {
+		t.Fatalf("ephemeral after failover: %+v, earlier token %d", e2, eph.Token)
+	}
+	c.do(Persistent, unlockCmd(res, "a"))
+	p2 := c.do(Persistent, tryLock(res, "b", time.Hour))
+	if p2.Token <= held.Token {
+		t.Fatalf("persistent token went from %d to %d", held.Token, p2.Token)
+	}
+	// Followers replicated the lock: every surviving node's state agrees.
+	waitFor(t, 5*time.Second, "followers apply the grant", func() bool {
+		for _, n := range c.nodes {
+			if n.set == nil {
+				continue
+			}
+			if r := n.set.Group(p).machine.Get(time.Now().UnixMilli(), res); r.Token != p2.Token {
+				return false
+			}
+		}
+		return true
+	})
+}

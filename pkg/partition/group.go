@@ -1,0 +1,257 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/kahuna-go/kahuna/pkg/fsm"
+	"github.com/kahuna-go/kahuna/pkg/logging"
+	"github.com/kahuna-go/kahuna/pkg/transport"
+)
+
+// Group is one partition's Raft group on this node.
+type Group struct {
+	id      int
+	cfg     *Config
+	log     *slog.Logger
+	machine *fsm.Machine
+	raft    *raft.Raft
+	store   *raftboltdb.BoltStore
+	logs    raft.LogStore
+	snaps   raft.SnapshotStore
+	trans   *raft.NetworkTransport
+	layer   *transport.Layer
+	prop    *proposer
+	verify  *verifier
+
+	// lead is the current leadership term while this node is the
+	// partition's established leader, nil otherwise.
+	lead atomic.Pointer[term]
+	// changed is notified whenever leadership of the partition may have
+	// moved, here or elsewhere.
+	changed *broadcast
+
+	notifyCh  chan bool
+	isLeader  atomic.Bool
+	leaderSig chan struct{}
+	observeCh chan raft.Observation
+	observer  *raft.Observer
+	shutdown  chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// openGroup opens (or creates) partition id under cfg.Dir.
+func openGroup(cfg *Config, id int) (g *Group, err error) {
+	dir := filepath.Join(cfg.Dir, strconv.Itoa(id))
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("partition %d: create %s: %w", id, dir, err)
+	}
+	log := cfg.Logger.With("partition", id)
+	hlog := logging.HCLog(log, "raft")
+
+	g = &Group{
+		id:        id,
+		cfg:       cfg,
+		log:       log,
+		machine:   fsm.New(),
+		changed:   newBroadcast(),
+		notifyCh:  make(chan bool, 1),
+		leaderSig: make(chan struct{}, 1),
+		observeCh: make(chan raft.Observation, 16),
+		shutdown:  make(chan struct{}),
+	}
+	var cleanup []io.Closer
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i].Close()
+			}
+		}
+	}()
+
+	g.store, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			// Another process holding the file fails fast instead of hanging.
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: open log store: %w", id, err)
+	}
+	cleanup = append(cleanup, g.store)
+	g.logs, err = raft.NewLogCache(512, g.store)
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: log cache: %w", id, err)
+	}
+	g.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog.Named("snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: snapshot store: %w", id, err)
+	}
+	g.layer, err = cfg.Mux.Register(transport.Header{Kind: transport.KindRaft, Partition: uint16(id)})
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: %w", id, err)
+	}
+	cleanup = append(cleanup, g.layer)
+	g.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  g.layer,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hlog.Named("transport"),
+	})
+	cleanup = append(cleanup, g.trans)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.NotifyCh = g.notifyCh
+	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Raft.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.Raft.CommitTimeout
+	rc.SnapshotInterval = cfg.Raft.SnapshotInterval
+	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
+	rc.TrailingLogs = cfg.Raft.TrailingLogs
+	rc.BatchApplyCh = true
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("partition %d: raft config: %w", id, err)
+	}
+
+	adapter := &fsmAdapter{machine: g.machine, onRelease: g.released, log: log}
+	g.raft, err = raft.NewRaft(rc, adapter, g.logs, g.store, g.snaps, g.trans)
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: start raft: %w", id, err)
+	}
+	g.verify = &verifier{raft: g.raft}
+	g.prop = newProposer(g, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout)
+	g.observer = raft.NewObserver(g.observeCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	g.raft.RegisterObserver(g.observer)
+
+	g.wg.Add(3)
+	go g.drainNotify()
+	go g.monitorLeadership()
+	go g.watchLeader()
+	return g, nil
+}
+
+// HasState reports whether the group has Raft state on disk, i.e. whether
+// it was bootstrapped or joined before.
+func (g *Group) HasState() (bool, error) {
+	ok, err := raft.HasExistingState(g.logs, g.store, g.snaps)
+	if err != nil {
+		return false, fmt.Errorf("partition %d: read raft state: %w", g.id, err)
+	}
+	return ok, nil
+}
+
+// Bootstrap forms the group with the given voters. It must be called with
+// the same servers on every voter, and only on a group without state.
+func (g *Group) Bootstrap(servers []raft.Server) error {
+	err := g.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("partition %d: bootstrap: %w", g.id, err)
+	}
+	return nil
+}
+
+// ID is the partition number.
+func (g *Group) ID() int { return g.id }
+
+// term returns the established leadership term, or nil.
+func (g *Group) term() *term { return g.lead.Load() }
+
+// IsLeader reports whether this node is the partition's established leader
+// and can serve requests for it.
+func (g *Group) IsLeader() bool { return g.lead.Load() != nil }
+
+// Leader returns the Raft leader's ID and address as this node knows them;
+// empty while there is none.
+func (g *Group) Leader() (id, addr string) {
+	a, i := g.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Changed returns a channel closed the next time leadership may have moved.
+func (g *Group) Changed() <-chan struct{} { return g.changed.C() }
+
+// released wakes the waiters of a persistent lock that was just unlocked. It
+// runs on Raft's FSM goroutine on every replica; only a leader has waiters.
+func (g *Group) released(resource string) {
+	if t := g.lead.Load(); t != nil {
+		t.waiters.Wake(waitKey(Persistent, resource))
+	}
+}
+
+// drainNotify takes leadership notifications off Raft's channel at once:
+// Raft blocks until they are received, and a stuck receiver would stall the
+// group. The monitor reads the latest value whenever it is signalled.
+func (g *Group) drainNotify() {
+	defer g.wg.Done()
+	for {
+		select {
+		case v := <-g.notifyCh:
+			g.isLeader.Store(v)
+			select {
+			case g.leaderSig <- struct{}{}:
+			default:
+			}
+		case <-g.shutdown:
+			return
+		}
+	}
+}
+
+// watchLeader turns Raft's leader observations into change notifications
+// for requests waiting on a leader.
+func (g *Group) watchLeader() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.observeCh:
+			g.changed.Notify()
+		case <-g.shutdown:
+			return
+		}
+	}
+}
+
+// Close stops the group: waiters and queued commands fail, Raft shuts down
+// and the stores are closed.
+func (g *Group) Close() error {
+	var errs []error
+	g.closeOnce.Do(func() {
+		close(g.shutdown)
+		g.wg.Wait() // the leader loop revokes the term on the way out
+		if err := g.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("partition %d: raft shutdown: %w", g.id, err))
+		}
+		g.raft.DeregisterObserver(g.observer)
+		g.prop.close()
+		if err := g.trans.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		g.layer.Close()
+		if err := g.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("partition %d: close log store: %w", g.id, err))
+		}
+	})
+	return errors.Join(errs...)
+}

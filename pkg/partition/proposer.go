@@ -1,0 +1,213 @@
+package partition
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kahuna-go/kahuna/pkg/fsm"
+)
+
+// proposer is the group commit of one partition: commands queue up while the
+// previous batches are in Raft, and each Raft entry carries as many of them
+// as have gathered. One fsync then serves the whole batch, which is where
+// throughput comes from.
+type proposer struct {
+	g        *Group
+	maxBatch int
+	timeout  time.Duration
+
+	mu       sync.Mutex
+	queue    []*call
+	wake     chan struct{}
+	inflight chan struct{} // a semaphore of MaxInflight slots
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	// stats, read by Status and tests
+	batches, commands uint64
+	// lastStamp is the Now of the last batch sent, unix ms.
+	lastStamp atomic.Int64
+}
+
+type call struct {
+	cmd  fsm.Command
+	res  fsm.Result
+	err  error
+	done chan struct{}
+}
+
+func newProposer(g *Group, maxBatch, maxInflight int, timeout time.Duration) *proposer {
+	p := &proposer{
+		g:        g,
+		maxBatch: maxBatch,
+		timeout:  timeout,
+		wake:     make(chan struct{}, 1),
+		inflight: make(chan struct{}, maxInflight),
+		stop:     make(chan struct{}),
+	}
+	p.wg.Add(1)
+	go p.run()
+	return p
+}
+
+// propose commits cmd and returns its result. It waits for Raft's verdict
+// even if the caller has gone, because a write in flight cannot be recalled;
+// the wait is bounded by Raft's apply and leader-lease timeouts.
+func (p *proposer) propose(cmd fsm.Command) (fsm.Result, error) {
+	c := &call{cmd: cmd, done: make(chan struct{})}
+	p.mu.Lock()
+	select {
+	case <-p.stop:
+		p.mu.Unlock()
+		return fsm.Result{}, ErrClosed
+	default:
+	}
+	p.queue = append(p.queue, c)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	<-c.done
+	return c.res, c.err
+}
+
+func (p *proposer) take() []*call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := min(len(p.queue), p.maxBatch)
+	if n == 0 {
+		return nil
+	}
+	batch := p.queue[:n:n]
+	p.queue = p.queue[n:]
+	if len(p.queue) == 0 {
+		p.queue = nil
+	}
+	return batch
+}
+
+func (p *proposer) run() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.wake:
+		case <-p.stop:
+			p.failQueued(ErrClosed)
+			return
+		}
+		for {
+			// Wait for a free slot before taking commands, so that while
+			// Raft is busy the queue keeps growing into a bigger batch.
+			select {
+			case p.inflight <- struct{}{}:
+			case <-p.stop:
+				p.failQueued(ErrClosed)
+				return
+			}
+			batch := p.take()
+			if batch == nil {
+				<-p.inflight
+				break
+			}
+			p.send(batch)
+		}
+	}
+}
+
+// send stamps and submits one batch; a slot in p.inflight is held.
+func (p *proposer) send(batch []*call) {
+	t := p.g.term()
+	if t == nil {
+		<-p.inflight
+		finish(batch, nil, ErrNotLeader)
+		return
+	}
+	cmds := make([]fsm.Command, len(batch))
+	for i, c := range batch {
+		cmds[i] = c.cmd
+	}
+	now := t.now()
+	p.lastStamp.Store(now)
+	data := fsm.AppendBatch(nil, fsm.Batch{Now: now, Commands: cmds})
+	f := p.g.raft.Apply(data, p.timeout)
+	p.mu.Lock()
+	p.batches++
+	p.commands += uint64(len(batch))
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.inflight }()
+		res, err := applyResult(f)
+		finish(batch, res, err)
+	}()
+}
+
+// applyResult waits for a Raft apply of a batch and maps its failure modes to
+// what a caller can do about them.
+func applyResult(f raft.ApplyFuture) ([]fsm.Result, error) {
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+			errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// Never entered the log.
+			return nil, fmt.Errorf("%w: %w", ErrNotLeader, err)
+		default:
+			// ErrLeadershipLost, shutdown: the entry may still commit.
+			return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+		}
+	}
+	switch r := f.Response().(type) {
+	case []fsm.Result:
+		return r, nil
+	case error:
+		return nil, r
+	default:
+		return nil, fmt.Errorf("partition: unexpected apply response %T", r)
+	}
+}
+
+func finish(batch []*call, res []fsm.Result, err error) {
+	for i, c := range batch {
+		switch {
+		case err != nil:
+			c.err = err
+		case i < len(res):
+			c.res = res[i]
+		default:
+			c.err = fmt.Errorf("partition: %d results for %d commands", len(res), len(batch))
+		}
+		close(c.done)
+	}
+}
+
+func (p *proposer) failQueued(err error) {
+	p.mu.Lock()
+	q := p.queue
+	p.queue = nil
+	p.mu.Unlock()
+	finish(q, nil, err)
+}
+
+// close fails queued commands and waits for batches in Raft to resolve.
+func (p *proposer) close() {
+	p.mu.Lock()
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *proposer) stats() (batches, commands uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.batches, p.commands
+}

@@ -1,0 +1,264 @@
+// Package transport multiplexes every internal stream of a node (one Raft
+// transport per partition, and node-to-node request forwarding) over a single
+// TCP port. Each inbound connection starts with a 4-byte header naming the
+// service it is for; the mux reads it and hands the connection over.
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Kind is the service a connection is for.
+type Kind byte
+
+const (
+	// KindRaft carries one partition's Raft RPCs.
+	KindRaft Kind = 1
+	// KindForward carries requests forwarded to a partition leader.
+	KindForward Kind = 2
+)
+
+// headerMagic opens every header so that a stray client (an HTTP probe, a
+// port scanner) is recognised and dropped at once.
+const headerMagic = 0x4B // 'K'
+
+// HeaderSize is the length of the connection header:
+// magic, kind, partition ID (big-endian uint16).
+const HeaderSize = 4
+
+// Errors.
+var (
+	ErrBadHeader  = errors.New("transport: bad connection header")
+	ErrClosed     = errors.New("transport: closed")
+	ErrRegistered = errors.New("transport: service already registered")
+)
+
+// Header identifies a service on the mux.
+type Header struct {
+	Kind      Kind
+	Partition uint16
+}
+
+// Encode returns the wire form of h.
+func (h Header) Encode() [HeaderSize]byte {
+	return [HeaderSize]byte{headerMagic, byte(h.Kind), byte(h.Partition >> 8), byte(h.Partition)}
+}
+
+// ReadHeader reads and validates a connection header.
+func ReadHeader(r io.Reader) (Header, error) {
+	var b [HeaderSize]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return Header{}, fmt.Errorf("%w: %w", ErrBadHeader, err)
+	}
+	if b[0] != headerMagic {
+		return Header{}, fmt.Errorf("%w: magic %#x", ErrBadHeader, b[0])
+	}
+	h := Header{Kind: Kind(b[1]), Partition: uint16(b[2])<<8 | uint16(b[3])}
+	if h.Kind != KindRaft && h.Kind != KindForward {
+		return Header{}, fmt.Errorf("%w: kind %d", ErrBadHeader, b[1])
+	}
+	return h, nil
+}
+
+// Mux accepts connections on one listener and routes them by header.
+type Mux struct {
+	ln            net.Listener
+	advertise     net.Addr
+	log           *slog.Logger
+	headerTimeout time.Duration
+
+	mu       sync.Mutex
+	services map[Header]*Layer
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// NewMux wraps ln. advertise is the address other nodes dial (nil: the
+// listener's own address). Call Serve to start accepting.
+func NewMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *Mux {
+	if advertise == nil {
+		advertise = ln.Addr()
+	}
+	return &Mux{
+		ln:            ln,
+		advertise:     advertise,
+		log:           log,
+		headerTimeout: 5 * time.Second,
+		services:      make(map[Header]*Layer),
+	}
+}
+
+// Addr is the advertised address of the mux.
+func (m *Mux) Addr() net.Addr { return m.advertise }
+
+// Serve accepts connections until Close. It returns nil after Close.
+func (m *Mux) Serve() error {
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			m.mu.Lock()
+			closed := m.closed
+			m.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("transport: accept: %w", err)
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(conn)
+		}()
+	}
+}
+
+// route reads the header off a fresh connection and hands it over, so a
+// slow or silent peer only holds up its own goroutine, never Accept.
+func (m *Mux) route(conn net.Conn) {
+	_ = conn.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	h, err := ReadHeader(conn)
+	if err != nil {
+		m.log.Debug("dropping connection", "remote", conn.RemoteAddr(), "err", err)
+		conn.Close()
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	m.mu.Lock()
+	l := m.services[h]
+	m.mu.Unlock()
+	if l == nil {
+		m.log.Debug("dropping connection for unknown service", "remote", conn.RemoteAddr(), "kind", h.Kind, "partition", h.Partition)
+		conn.Close()
+		return
+	}
+	select {
+	case l.conns <- conn:
+	case <-l.done:
+		conn.Close()
+	}
+}
+
+// Register creates the listener for a service.
+func (m *Mux) Register(h Header) (*Layer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if _, ok := m.services[h]; ok {
+		return nil, fmt.Errorf("%w: kind %d partition %d", ErrRegistered, h.Kind, h.Partition)
+	}
+	l := &Layer{
+		mux:    m,
+		header: h,
+		conns:  make(chan net.Conn, 16),
+		done:   make(chan struct{}),
+		dialer: net.Dialer{},
+	}
+	m.services[h] = l
+	return l, nil
+}
+
+func (m *Mux) unregister(l *Layer) {
+	m.mu.Lock()
+	if m.services[l.header] == l {
+		delete(m.services, l.header)
+	}
+	m.mu.Unlock()
+}
+
+// Close stops accepting and closes the listener. Registered layers stay open
+// until closed themselves; connections already handed over are theirs.
+func (m *Mux) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	err := m.ln.Close()
+	m.wg.Wait()
+	return err
+}
+
+// Layer is one service's view of the mux: a net.Listener for inbound
+// connections and a dialer that writes the service header on outbound ones.
+// It implements raft.StreamLayer.
+type Layer struct {
+	mux    *Mux
+	header Header
+	conns  chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	dialer net.Dialer
+}
+
+// Accept waits for the next inbound connection for this service.
+func (l *Layer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, ErrClosed
+	}
+}
+
+// Close stops the layer; Accept returns ErrClosed afterwards.
+func (l *Layer) Close() error {
+	l.once.Do(func() {
+		close(l.done)
+		l.mux.unregister(l)
+		// Connections routed but never accepted would leak.
+		for {
+			select {
+			case c := <-l.conns:
+				c.Close()
+			default:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// Addr is the mux's advertised address.
+func (l *Layer) Addr() net.Addr { return l.mux.advertise }
+
+// Dial connects to the same service on another node.
+func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return DialService(&l.dialer, string(address), l.header, timeout)
+}
+
+// DialService connects to addr and announces service h.
+func DialService(d *net.Dialer, addr string, h Header, timeout time.Duration) (net.Conn, error) {
+	dd := *d
+	dd.Timeout = timeout
+	conn, err := dd.Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	hdr := h.Encode()
+	if timeout > 0 {
+		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	if _, err := conn.Write(hdr[:]); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("transport: write header to %s: %w", addr, err)
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	return conn, nil
+}
