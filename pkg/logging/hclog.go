@@ -2,6 +2,7 @@ package logging
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -9,26 +10,31 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// HCLog adapts an slog.Logger to hclog.Logger for hashicorp/raft. Raft's
-// Info messages are mostly per-election chatter, so callers usually wrap the
-// logger with a higher minimum level.
-func HCLog(l *slog.Logger, name string) hclog.Logger {
-	return &hcAdapter{l: l, name: name}
+// HCLog adapts an slog.Logger to hclog.Logger for hashicorp/raft. With
+// quietInfo, the library's Info messages are logged at Debug: with many Raft
+// groups per node, per-group election chatter would drown everything else,
+// and the caller logs the transitions that matter itself.
+func HCLog(l *slog.Logger, name string, quietInfo bool) hclog.Logger {
+	return &hcAdapter{l: l, name: name, quietInfo: quietInfo}
 }
 
 type hcAdapter struct {
-	l       *slog.Logger
-	name    string
-	implied []any
+	l         *slog.Logger
+	name      string
+	implied   []any
+	quietInfo bool
 }
 
-func toSlog(level hclog.Level) slog.Level {
+func (a *hcAdapter) toSlog(level hclog.Level) slog.Level {
 	switch level {
 	case hclog.Trace:
 		return slog.LevelDebug - 4
 	case hclog.Debug:
 		return slog.LevelDebug
 	case hclog.Info, hclog.NoLevel, hclog.DefaultLevel:
+		if a.quietInfo {
+			return slog.LevelDebug
+		}
 		return slog.LevelInfo
 	case hclog.Warn:
 		return slog.LevelWarn
@@ -38,7 +44,7 @@ func toSlog(level hclog.Level) slog.Level {
 }
 
 func (a *hcAdapter) Log(level hclog.Level, msg string, args ...any) {
-	lv := toSlog(level)
+	lv := a.toSlog(level)
 	ctx := context.Background()
 	if !a.l.Enabled(ctx, lv) {
 		return
@@ -46,6 +52,14 @@ func (a *hcAdapter) Log(level hclog.Level, msg string, args ...any) {
 	all := make([]any, 0, len(a.implied)+len(args))
 	all = append(all, a.implied...)
 	all = append(all, args...)
+	for i, v := range all {
+		// hclog.Fmt defers formatting to the logger.
+		if f, ok := v.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				all[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+	}
 	a.l.Log(ctx, lv, msg, all...)
 }
 
@@ -56,7 +70,7 @@ func (a *hcAdapter) Warn(msg string, args ...any)  { a.Log(hclog.Warn, msg, args
 func (a *hcAdapter) Error(msg string, args ...any) { a.Log(hclog.Error, msg, args...) }
 
 func (a *hcAdapter) enabled(l hclog.Level) bool {
-	return a.l.Enabled(context.Background(), toSlog(l))
+	return a.l.Enabled(context.Background(), a.toSlog(l))
 }
 
 func (a *hcAdapter) IsTrace() bool { return a.enabled(hclog.Trace) }

@@ -60,7 +60,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		return nil, fmt.Errorf("partition %d: create %s: %w", id, dir, err)
 	}
 	log := cfg.Logger.With("partition", id)
-	hlog := logging.HCLog(log, "raft")
+	hlog := logging.HCLog(log, "raft", true)
 
 	g = &Group{
 		id:        id,

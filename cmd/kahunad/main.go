@@ -1,0 +1,142 @@
+// Command kahunad is the Kahuna lock server. With no flags it starts a ready
+// single-node cluster on 127.0.0.1:8082 with its data in ./kahuna-data.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/kahuna-go/kahuna/pkg/logging"
+	"github.com/kahuna-go/kahuna/pkg/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// options are the parsed flags.
+type options struct {
+	cfg       server.Config
+	join      string
+	logLevel  string
+	logFormat string
+}
+
+// envName maps a flag to its environment variable: --http-addr is
+// KAHUNA_HTTP_ADDR.
+func envName(flagName string) string {
+	return "KAHUNA_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("kahunad", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &o.cfg
+	fs.StringVar(&c.NodeID, "node-id", "", "node ID (default: the ID stored in the data dir, else the host name)")
+	fs.StringVar(&c.DataDir, "data-dir", "kahuna-data", "data directory")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8082", "HTTP API address")
+	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:9082", "internal address: Raft for every partition, and forwarding")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:7946", "membership gossip address")
+	fs.StringVar(&c.AdvertiseHTTP, "advertise-http", "", "HTTP address to advertise when --http-addr binds 0.0.0.0")
+	fs.StringVar(&c.AdvertiseRaft, "advertise-raft", "", "internal address to advertise when --raft-addr binds 0.0.0.0")
+	fs.StringVar(&c.AdvertiseGossip, "advertise-gossip", "", "gossip address to advertise when --gossip-addr binds 0.0.0.0")
+	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of existing members")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 1, "number of voters that form a new cluster")
+	fs.IntVar(&c.Partitions, "partitions", 0, fmt.Sprintf("number of partitions, fixed when the cluster is created (default %d)", server.DefaultPartitions))
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: kahunad [flags]\n\nEvery flag can also be set with an environment variable, e.g. --http-addr as KAHUNA_HTTP_ADDR.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	// Environment variables fill in what the command line left unset.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	for _, j := range strings.Split(o.join, ",") {
+		if j = strings.TrimSpace(j); j != "" {
+			c.Join = append(c.Join, j)
+		}
+	}
+	if c.Partitions == 0 && set["partitions"] {
+		return nil, errors.New("--partitions must be at least 1")
+	}
+	return o, nil
+}
+
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	o, err := parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "kahunad: %v\n", err)
+		return 2
+	}
+	level, err := logging.ParseLevel(o.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "kahunad: %v\n", err)
+		return 2
+	}
+	log, err := logging.New(stderr, o.logFormat, level)
+	if err != nil {
+		fmt.Fprintf(stderr, "kahunad: %v\n", err)
+		return 2
+	}
+	o.cfg.Logger = log
+
+	// Catch signals before starting, so an early SIGTERM still shuts down
+	// cleanly.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	srv, err := server.New(o.cfg)
+	if err != nil {
+		log.Error("kahunad could not start", "err", err)
+		fmt.Fprintf(stderr, "kahunad: %v\n", err)
+		if errors.Is(err, server.ErrConfig) || errors.Is(err, server.ErrNotSupport) {
+			return 2
+		}
+		return 1
+	}
+	code := 0
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String())
+	case err := <-srv.Errors():
+		log.Error("serving failed, shutting down", "err", err)
+		code = 1
+	}
+	if err := srv.Close(); err != nil {
+		log.Error("shutdown was not clean", "err", err)
+		code = 1
+	}
+	return code
+}

@@ -1,0 +1,282 @@
+// Package api is Kahuna's HTTP interface: the REST endpoints of the
+// contract, wire-compatible with the original Kahuna. Handlers decode and
+// validate, hand the request to the router, and encode the outcome; they
+// hold no lock logic.
+package api
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/kahuna-go/kahuna/pkg/fsm"
+	"github.com/kahuna-go/kahuna/pkg/partition"
+	"github.com/kahuna-go/kahuna/pkg/router"
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// Backend executes requests; *router.Router is the production one.
+type Backend interface {
+	NodeID() string
+	Execute(ctx context.Context, req router.Request) (router.Response, error)
+	List(ctx context.Context, d partition.Durability, prefix, after string, limit int) ([]router.Entry, bool, error)
+}
+
+// Cluster answers the cluster status and readiness endpoints.
+type Cluster interface {
+	Status() wire.ClusterStatus
+	// Ready reports whether this node can serve, and why not.
+	Ready() (bool, string)
+}
+
+// Handler serves the API.
+type Handler struct {
+	backend Backend
+	cluster Cluster
+	log     *slog.Logger
+	mux     http.Handler
+}
+
+// New returns the API handler.
+func New(backend Backend, cluster Cluster, log *slog.Logger) *Handler {
+	h := &Handler{backend: backend, cluster: cluster, log: log}
+	r := chi.NewRouter()
+	r.Use(h.recoverer)
+	r.NotFound(h.notFound)
+	r.MethodNotAllowed(h.methodNotAllowed)
+	r.Post(wire.PathTryLock, h.lockOp(router.TryLock))
+	r.Post(wire.PathTryExtend, h.lockOp(router.Extend))
+	r.Post(wire.PathTryUnlock, h.lockOp(router.Unlock))
+	r.Post(wire.PathGetInfo, h.lockOp(router.GetInfo))
+	r.Post(wire.PathForceUnlock, h.lockOp(router.ForceUnlock))
+	r.Get(wire.PathList, h.list)
+	r.Get(wire.PathClusterStatus, h.status)
+	r.Get(wire.PathLivez, h.livez)
+	r.Get(wire.PathReadyz, h.readyz)
+	h.mux = r
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only our own wire types are encoded; this cannot happen.
+		http.Error(w, `{"type":99,"error":"encoding reply failed"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func (h *Handler) fail(w http.ResponseWriter, status int, t wire.Type, msg string) {
+	writeJSON(w, status, wire.LockResponse{Type: t, ServedFrom: h.backend.NodeID(), Error: msg})
+}
+
+// lockOp serves the five POST lock endpoints.
+func (h *Handler) lockOp(op router.Op) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in wire.LockRequest
+		if e := readBody(w, r, &in); e != nil {
+			h.fail(w, e.status, wire.InvalidInput, e.msg)
+			return
+		}
+		req, e := toRequest(op, &in)
+		if e != nil {
+			h.fail(w, e.status, wire.InvalidInput, e.msg)
+			return
+		}
+		resp, err := h.backend.Execute(r.Context(), req)
+		if err != nil {
+			t, msg := h.errorType(err)
+			h.fail(w, http.StatusOK, t, msg)
+			return
+		}
+		writeJSON(w, http.StatusOK, reply(op, resp))
+	}
+}
+
+// errorType maps an execution error to a reply type and message.
+func (h *Handler) errorType(err error) (wire.Type, string) {
+	switch {
+	case errors.Is(err, partition.ErrInvalid):
+		return wire.InvalidInput, err.Error()
+	case errors.Is(err, router.ErrNoLeader),
+		errors.Is(err, partition.ErrNotLeader),
+		errors.Is(err, partition.ErrUnknownOutcome),
+		errors.Is(err, partition.ErrTryAgain),
+		errors.Is(err, partition.ErrClosed):
+		return wire.MustRetry, err.Error()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return wire.MustRetry, "request cancelled: " + err.Error()
+	default:
+		h.log.Error("request failed", "err", err)
+		return wire.Errored, err.Error()
+	}
+}
+
+func int64p(v uint64) *int64 {
+	i := int64(v)
+	return &i
+}
+
+// FormatTime renders unix milliseconds the way every timestamp of the API
+// looks: RFC 3339, UTC, millisecond precision.
+func FormatTime(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// reply turns a result into the wire reply for op.
+func reply(op router.Op, resp router.Response) wire.LockResponse {
+	res := resp.Result
+	out := wire.LockResponse{ServedFrom: resp.ServedFrom}
+	switch res.Outcome {
+	case fsm.Locked:
+		out.Type = wire.Locked
+		out.FencingToken = int64p(res.Token)
+	case fsm.Busy:
+		out.Type = wire.Busy
+		out.Owner = res.Owner
+	case fsm.Extended:
+		out.Type = wire.Extended
+		out.FencingToken = int64p(res.Token)
+	case fsm.Unlocked:
+		out.Type = wire.Unlocked
+	case fsm.Got:
+		out.Type = wire.Got
+		out.Owner = res.Owner
+		out.FencingToken = int64p(res.Token)
+		out.Expires = &wire.HLC{L: res.ExpiresAt}
+		out.AcquiredAt = FormatTime(res.AcquiredAt)
+		out.ExpiresAt = FormatTime(res.ExpiresAt)
+		out.ExpiresInMs = &res.ExpiresIn
+	case fsm.NotFound:
+		out.Type = wire.LockDoesNotExist
+	case fsm.NotOwner:
+		out.Type = wire.InvalidOwner
+	case fsm.Invalid:
+		out.Type = wire.InvalidInput
+		out.Error = "the lock service rejected the " + op.String() + " command"
+	default:
+		out.Type = wire.Errored
+		out.Error = fmt.Sprintf("unexpected outcome %v", res.Outcome)
+	}
+	return out
+}
+
+// list serves GET /v1/locks.
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := wire.DefaultListLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > wire.MaxListLimit {
+			h.listFail(w, wire.InvalidInput, fmt.Sprintf("limit must be an integer between 1 and %d, got %q", wire.MaxListLimit, s))
+			return
+		}
+		limit = n
+	}
+	d := partition.Persistent
+	if s := q.Get("durability"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err == nil {
+			d, err = partition.ParseDurability(n)
+		}
+		if err != nil {
+			h.listFail(w, wire.InvalidInput, fmt.Sprintf("durability must be 0 (ephemeral) or 1 (persistent), got %q", s))
+			return
+		}
+	}
+	prefix := q.Get("prefix")
+	if len(prefix) > wire.MaxResourceBytes {
+		h.listFail(w, wire.InvalidInput, fmt.Sprintf("prefix is %d bytes; the limit is %d", len(prefix), wire.MaxResourceBytes))
+		return
+	}
+	after := ""
+	if s := q.Get("cursor"); s != "" {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil || len(b) == 0 || len(b) > wire.MaxResourceBytes {
+			h.listFail(w, wire.InvalidInput, "cursor is not one this server handed out")
+			return
+		}
+		after = string(b)
+	}
+	entries, more, err := h.backend.List(r.Context(), d, prefix, after, limit)
+	if err != nil {
+		t, msg := h.errorType(err)
+		h.listFail(w, t, msg)
+		return
+	}
+	out := wire.ListResponse{Type: wire.Got, ServedFrom: h.backend.NodeID(), Locks: make([]wire.LockInfo, 0, len(entries))}
+	for _, e := range entries {
+		out.Locks = append(out.Locks, wire.LockInfo{
+			Resource:     e.Resource,
+			Owner:        e.Owner,
+			FencingToken: int64(e.Token),
+			Durability:   wire.Durability(e.Durability),
+			AcquiredAt:   FormatTime(e.AcquiredAt),
+			ExpiresAt:    FormatTime(e.ExpiresAt),
+			ExpiresInMs:  e.ExpiresIn,
+		})
+	}
+	if more && len(entries) > 0 {
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(entries[len(entries)-1].Resource))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) listFail(w http.ResponseWriter, t wire.Type, msg string) {
+	writeJSON(w, http.StatusOK, wire.ListResponse{Type: t, ServedFrom: h.backend.NodeID(), Error: msg, Locks: []wire.LockInfo{}})
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, h.cluster.Status())
+}
+
+func (h *Handler) livez(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, wire.Health{Status: "live", ServedFrom: h.backend.NodeID()})
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if ok, why := h.cluster.Ready(); !ok {
+		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "not ready", ServedFrom: h.backend.NodeID(), Reason: why})
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ready", ServedFrom: h.backend.NodeID()})
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.fail(w, http.StatusNotFound, wire.InvalidInput, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+}
+
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	h.fail(w, http.StatusMethodNotAllowed, wire.InvalidInput, fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
+}
+
+// recoverer turns a handler panic into a 500 reply instead of a dropped
+// connection, and logs it.
+func (h *Handler) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				h.log.Error("handler panic", "path", r.URL.Path, "panic", v)
+				h.fail(w, http.StatusInternalServerError, wire.Errored, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,181 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Data directory errors.
+var (
+	ErrDataDir           = errors.New("data directory unusable")
+	ErrDataDirInUse      = errors.New("data directory in use")
+	ErrPartitionMismatch = errors.New("partition count differs from the data directory's")
+	ErrNodeIDMismatch    = errors.New("node ID differs from the data directory's")
+)
+
+// metaFile records what a data directory was created with. Raft state under
+// it is only meaningful with the same node ID and partition count.
+const metaFile = "node.json"
+
+type meta struct {
+	FormatVersion int       `json:"formatVersion"`
+	NodeID        string    `json:"nodeId"`
+	Partitions    int       `json:"partitions"`
+	CreatedAt     time.Time `json:"createdAt"`
+}
+
+const metaFormatVersion = 1
+
+// dataDir is an opened, exclusively locked data directory.
+type dataDir struct {
+	path string
+	lock *os.File
+	meta meta
+	// fresh is true when this start created the directory's metadata.
+	fresh bool
+}
+
+// openDataDir creates (if needed) and locks the data directory, and settles
+// the node ID and partition count against what it was created with.
+// nodeID and partitions may be zero values, meaning "whatever is stored, else
+// the default".
+func openDataDir(path, nodeID string, partitions, defaultPartitions int, hostname func() (string, error)) (*dataDir, error) {
+	if err := os.MkdirAll(path, 0o750); err != nil {
+		return nil, fmt.Errorf("%w: create %s: %w", ErrDataDir, path, err)
+	}
+	lock, err := lockDir(path)
+	if err != nil {
+		return nil, err
+	}
+	d := &dataDir{path: path, lock: lock}
+	ok := false
+	defer func() {
+		if !ok {
+			d.close()
+		}
+	}()
+
+	stored, err := readMeta(filepath.Join(path, metaFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if nodeID == "" {
+			if nodeID, err = hostname(); err != nil || nodeID == "" {
+				return nil, fmt.Errorf("%w: no --node-id given and the host name is unknown: %w", ErrDataDir, err)
+			}
+		}
+		if partitions == 0 {
+			partitions = defaultPartitions
+		}
+		d.meta = meta{FormatVersion: metaFormatVersion, NodeID: nodeID, Partitions: partitions, CreatedAt: time.Now().UTC()}
+		if err := writeMeta(path, d.meta); err != nil {
+			return nil, err
+		}
+		d.fresh = true
+	case err != nil:
+		return nil, err
+	default:
+		if nodeID != "" && nodeID != stored.NodeID {
+			return nil, fmt.Errorf("%w: %s belongs to node %q, but --node-id is %q; use the node's own data directory or the same ID",
+				ErrNodeIDMismatch, path, stored.NodeID, nodeID)
+		}
+		if partitions != 0 && partitions != stored.Partitions {
+			return nil, fmt.Errorf("%w: %s was created with %d partitions, but --partitions is %d; the count is fixed when a cluster is created",
+				ErrPartitionMismatch, path, stored.Partitions, partitions)
+		}
+		d.meta = stored
+	}
+	ok = true
+	return d, nil
+}
+
+// lockDir takes an exclusive advisory lock so two processes never share a
+// data directory. The lock file also proves the directory is writable.
+func lockDir(path string) (*os.File, error) {
+	name := filepath.Join(path, "LOCK")
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s is not writable: %w", ErrDataDir, path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(name)
+		f.Close()
+		msg := fmt.Sprintf("%s is locked by another kahunad", path)
+		if pid := strings.TrimSpace(string(holder)); pid != "" {
+			msg += " (pid " + pid + ")"
+		}
+		return nil, fmt.Errorf("%w: %s", ErrDataDirInUse, msg)
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
+}
+
+func readMeta(name string) (meta, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return meta{}, err
+		}
+		return meta{}, fmt.Errorf("%w: read %s: %w", ErrDataDir, name, err)
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return meta{}, fmt.Errorf("%w: %s is damaged: %w", ErrDataDir, name, err)
+	}
+	if m.FormatVersion != metaFormatVersion || m.NodeID == "" || m.Partitions < 1 {
+		return meta{}, fmt.Errorf("%w: %s has format %d, node %q, %d partitions; this kahunad reads format %d",
+			ErrDataDir, name, m.FormatVersion, m.NodeID, m.Partitions, metaFormatVersion)
+	}
+	return m, nil
+}
+
+// writeMeta writes the metadata atomically: a crash leaves either no file or
+// a whole one.
+func writeMeta(dir string, m meta) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, metaFile+".tmp")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("%w: %s is not writable: %w", ErrDataDir, dir, err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("%w: write %s: %w", ErrDataDir, tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("%w: sync %s: %w", ErrDataDir, tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%w: close %s: %w", ErrDataDir, tmp, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, metaFile)); err != nil {
+		return fmt.Errorf("%w: %w", ErrDataDir, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func (d *dataDir) partitionsDir() string { return filepath.Join(d.path, "partitions") }
+
+func (d *dataDir) close() {
+	if d.lock != nil {
+		d.lock.Close() // closing releases the flock
+		d.lock = nil
+	}
+}
