@@ -47,6 +47,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&c.AdvertiseHTTP, "advertise-http", "", "HTTP address to advertise when --http-addr binds 0.0.0.0")
 	fs.StringVar(&c.AdvertiseRaft, "advertise-raft", "", "internal address to advertise when --raft-addr binds 0.0.0.0")
 	fs.StringVar(&c.AdvertiseGossip, "advertise-gossip", "", "gossip address to advertise when --gossip-addr binds 0.0.0.0")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiling endpoints on this address (off when empty)")
 	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of existing members")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 1, "number of voters that form a new cluster")
 	fs.IntVar(&c.Partitions, "partitions", 0, fmt.Sprintf("number of partitions, fixed when the cluster is created (default %d)", server.DefaultPartitions))

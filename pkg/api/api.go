@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -177,7 +178,11 @@ func reply(op router.Op, resp router.Response) wire.LockResponse {
 
 // list serves GET /v1/locks.
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.listFail(w, wire.InvalidInput, "query string is malformed: "+err.Error())
+		return
+	}
 	limit := wire.DefaultListLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -126,7 +126,7 @@ func (c Config) withDefaults() Config {
 		c.MaxBatch = 1024
 	}
 	if c.MaxInflight == 0 {
-		c.MaxInflight = 2
+		c.MaxInflight = 1
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 5 * time.Second

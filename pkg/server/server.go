@@ -43,6 +43,8 @@ type Config struct {
 	AdvertiseHTTP   string
 	AdvertiseRaft   string
 	AdvertiseGossip string
+	// DebugAddr, when set, serves Go's pprof endpoints there.
+	DebugAddr string
 
 	Join            []string
 	BootstrapExpect int
@@ -79,6 +81,7 @@ type Server struct {
 	parts    *partition.Set
 	router   *router.Router
 	http     *http.Server
+	debug    *http.Server
 	cancel   context.CancelFunc
 	httpAddr string
 	raftAddr string
@@ -248,6 +251,13 @@ func New(cfg Config) (s *Server, err error) {
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if cfg.DebugAddr != "" {
+		ln, err := listen("--debug-addr", cfg.DebugAddr)
+		if err != nil {
+			return nil, err
+		}
+		s.debug = serveDebug(ln)
+	}
 	httpLn := s.httpLn
 	s.httpLn = nil // the HTTP server owns it now
 	s.wg.Add(1)
@@ -328,6 +338,9 @@ func (s *Server) Close() error {
 				s.http.Close()
 			}
 			cancel()
+		}
+		if s.debug != nil {
+			s.debug.Close()
 		}
 		for _, ln := range []net.Listener{s.httpLn, s.raftLn} {
 			if ln != nil {

@@ -1,0 +1,38 @@
+# Kahuna (Go). `make run` starts a ready single node; `make test` runs every
+# test the CI runs.
+GO ?= go
+BIN := bin
+
+.PHONY: all build run test vet fmt-check bench bench-micro clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/kahunad ./cmd/kahunad
+	$(GO) build -o $(BIN)/kahuna-bench ./cmd/kahuna-bench
+
+# A single node on 127.0.0.1:8082 with its data in ./kahuna-data.
+run: build
+	./$(BIN)/kahunad
+
+test: vet fmt-check
+	$(GO) test -race -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# End-to-end load test against a throw-away node: persistent, then ephemeral.
+# Pass arguments with BENCH_ARGS, e.g. make bench BENCH_ARGS="-duration 30s".
+bench:
+	scripts/bench.sh $(BENCH_ARGS)
+
+# Go micro-benchmarks of the hot paths (no HTTP).
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./pkg/partition/ ./pkg/fsm/
+
+clean:
+	rm -rf $(BIN)
