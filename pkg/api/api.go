@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -44,11 +45,13 @@ type Handler struct {
 	cluster Cluster
 	log     *slog.Logger
 	mux     http.Handler
+	bufs    sync.Pool
 }
 
 // New returns the API handler.
 func New(backend Backend, cluster Cluster, log *slog.Logger) *Handler {
 	h := &Handler{backend: backend, cluster: cluster, log: log}
+	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	r := chi.NewRouter()
 	r.Use(h.recoverer)
 	r.NotFound(h.notFound)
@@ -81,15 +84,39 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(body)
 }
 
+// getBuf and putBuf recycle request and reply buffers: lock requests are
+// small and frequent, and the pool keeps the hot path light on garbage.
+func (h *Handler) getBuf() *[]byte { return h.bufs.Get().(*[]byte) }
+
+func (h *Handler) putBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		*b = (*b)[:0]
+		h.bufs.Put(b)
+	}
+}
+
+// writeLock writes a lock reply with the reflection-free encoder.
+func (h *Handler) writeLock(w http.ResponseWriter, status int, r *wire.LockResponse) {
+	bp := h.getBuf()
+	body := r.AppendJSON(*bp)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+	*bp = body
+	h.putBuf(bp)
+}
+
 func (h *Handler) fail(w http.ResponseWriter, status int, t wire.Type, msg string) {
-	writeJSON(w, status, wire.LockResponse{Type: t, ServedFrom: h.backend.NodeID(), Error: msg})
+	h.writeLock(w, status, &wire.LockResponse{Type: t, ServedFrom: h.backend.NodeID(), Error: msg})
 }
 
 // lockOp serves the five POST lock endpoints.
 func (h *Handler) lockOp(op router.Op) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in wire.LockRequest
-		if e := readBody(w, r, &in); e != nil {
+		if e := h.readBody(w, r, &in); e != nil {
 			h.fail(w, e.status, wire.InvalidInput, e.msg)
 			return
 		}
@@ -104,7 +131,8 @@ func (h *Handler) lockOp(op router.Op) http.HandlerFunc {
 			h.fail(w, http.StatusOK, t, msg)
 			return
 		}
-		writeJSON(w, http.StatusOK, reply(op, resp))
+		out := reply(op, resp)
+		h.writeLock(w, http.StatusOK, &out)
 	}
 }
 

@@ -29,8 +29,11 @@ func badField(format string, args ...any) *inputError {
 }
 
 // readBody reads and parses a JSON request body into v.
-func readBody(w http.ResponseWriter, r *http.Request, v any) *inputError {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) *inputError {
+	bp := h.getBuf()
+	defer h.putBuf(bp)
+	body, err := readAll(*bp, http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
+	*bp = body
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -57,6 +60,23 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) *inputError {
 		return &inputError{status: http.StatusBadRequest, msg: "request body is not valid JSON: " + err.Error()}
 	}
 	return nil
+}
+
+// readAll is io.ReadAll into a caller's buffer.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 func describe(kind string) string {
