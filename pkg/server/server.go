@@ -154,6 +154,21 @@ func advertised(flag, bound, advertise string) (string, error) {
 	return bound, nil
 }
 
+// advertisedHTTP is like advertised, but an API bound to every interface
+// falls back to the internal address's host: exposing the API should not
+// need a second flag.
+func advertisedHTTP(bound, advertise, raftAddr string) string {
+	if advertise != "" {
+		return advertise
+	}
+	host, port, _ := net.SplitHostPort(bound)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		raftHost, _, _ := net.SplitHostPort(raftAddr)
+		return net.JoinHostPort(raftHost, port)
+	}
+	return bound
+}
+
 func listen(flag, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -169,16 +184,15 @@ func listen(flag, addr string) (net.Listener, error) {
 // New starts a node: it locks the data directory, binds the ports, opens the
 // partitions and serves HTTP. Failures come back as errors, never panics, and
 // leave nothing running.
-func New(cfg Config) (s *Server, err error) {
+func New(cfg Config) (_ *Server, err error) {
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, log: cfg.Logger, errs: make(chan error, 2)}
+	s := &Server{cfg: cfg, log: cfg.Logger, errs: make(chan error, 2)}
 	defer func() {
 		if err != nil {
 			s.Close()
-			s = nil
 		}
 	}()
 
@@ -194,12 +208,10 @@ func New(cfg Config) (s *Server, err error) {
 	if s.raftLn, err = listen("--raft-addr", cfg.RaftAddr); err != nil {
 		return nil, err
 	}
-	if s.httpAddr, err = advertised("--http-addr", s.httpLn.Addr().String(), cfg.AdvertiseHTTP); err != nil {
-		return nil, err
-	}
 	if s.raftAddr, err = advertised("--raft-addr", s.raftLn.Addr().String(), cfg.AdvertiseRaft); err != nil {
 		return nil, err
 	}
+	s.httpAddr = advertisedHTTP(s.httpLn.Addr().String(), cfg.AdvertiseHTTP, s.raftAddr)
 	raftAdvertise, err := net.ResolveTCPAddr("tcp", s.raftAddr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --advertise-raft %s: %w", ErrConfig, s.raftAddr, err)

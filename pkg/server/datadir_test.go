@@ -1,0 +1,150 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/kahuna-go/kahuna/pkg/logging"
+	"github.com/kahuna-go/kahuna/pkg/partition"
+)
+
+func host(name string) func() (string, error) {
+	return func() (string, error) { return name, nil }
+}
+
+func TestDataDirRemembersNodeAndPartitions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	d, err := openDataDir(dir, "", 0, 8, host("box-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.fresh || d.meta.NodeID != "box-1" || d.meta.Partitions != 8 {
+		t.Fatalf("fresh dir: %+v", d.meta)
+	}
+	// While it is open, nobody else may use it.
+	if _, err := openDataDir(dir, "", 0, 8, host("box-1")); !errors.Is(err, ErrDataDirInUse) {
+		t.Fatalf("second open: %v", err)
+	}
+	d.close()
+
+	// Reopened: stored values win over defaults and the host name.
+	d, err = openDataDir(dir, "", 0, 16, host("renamed-box"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.fresh || d.meta.NodeID != "box-1" || d.meta.Partitions != 8 {
+		t.Fatalf("reopened dir: %+v", d.meta)
+	}
+	d.close()
+
+	if _, err := openDataDir(dir, "", 16, 8, host("box-1")); !errors.Is(err, ErrPartitionMismatch) {
+		t.Fatalf("partition mismatch: %v", err)
+	}
+	if _, err := openDataDir(dir, "other", 0, 8, host("box-1")); !errors.Is(err, ErrNodeIDMismatch) {
+		t.Fatalf("node mismatch: %v", err)
+	}
+	// Matching explicit values are fine.
+	d, err = openDataDir(dir, "box-1", 8, 8, host("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.close()
+}
+
+func TestDataDirErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openDataDir(filepath.Join(file, "data"), "", 0, 8, host("h")); !errors.Is(err, ErrDataDir) {
+		t.Fatalf("dir beneath a file: %v", err)
+	}
+	damaged := t.TempDir()
+	os.WriteFile(filepath.Join(damaged, metaFile), []byte("{not json"), 0o600)
+	if _, err := openDataDir(damaged, "", 0, 8, host("h")); !errors.Is(err, ErrDataDir) {
+		t.Fatalf("damaged node.json: %v", err)
+	}
+	future := t.TempDir()
+	os.WriteFile(filepath.Join(future, metaFile), []byte(`{"formatVersion":9,"nodeId":"a","partitions":2}`), 0o600)
+	if _, err := openDataDir(future, "", 0, 8, host("h")); !errors.Is(err, ErrDataDir) {
+		t.Fatalf("future format: %v", err)
+	}
+	noHost := func() (string, error) { return "", errors.New("no name") }
+	if _, err := openDataDir(t.TempDir(), "", 0, 8, noHost); !errors.Is(err, ErrDataDir) {
+		t.Fatalf("no host name: %v", err)
+	}
+}
+
+func testConfig(t *testing.T) Config {
+	return Config{
+		NodeID:   "n1",
+		DataDir:  t.TempDir(),
+		HTTPAddr: "127.0.0.1:0",
+		RaftAddr: "127.0.0.1:0",
+		Logger:   logging.Discard(),
+		Raft:     partition.FastRaftTimings(),
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for name, mutate := range map[string]func(*Config){
+		"multi-node":      func(c *Config) { c.BootstrapExpect = 3 },
+		"join":            func(c *Config) { c.Join = []string{"10.0.0.1:7946"} },
+		"bad address":     func(c *Config) { c.HTTPAddr = "localhost" },
+		"unadvertisable":  func(c *Config) { c.RaftAddr = "0.0.0.0:0" },
+		"too many parts":  func(c *Config) { c.Partitions = partition.MaxPartitions + 1 },
+		"negative expect": func(c *Config) { c.BootstrapExpect = -1 },
+		"bad advertise":   func(c *Config) { c.AdvertiseRaft = "nope" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			mutate(&cfg)
+			s, err := New(cfg)
+			if err == nil {
+				s.Close()
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, ErrConfig) && !errors.Is(err, ErrNotSupport) {
+				t.Fatalf("error %v is not a configuration error", err)
+			}
+		})
+	}
+}
+
+func TestAPIOnEveryInterfaceAdvertisesTheInternalHost(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.HTTPAddr = "0.0.0.0:0"
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	host, _, _ := net.SplitHostPort(s.HTTPAddr())
+	if host != "127.0.0.1" {
+		t.Fatalf("advertised API address %s", s.HTTPAddr())
+	}
+}
+
+// TestFailedStartLeavesNothingBehind checks that a start that fails half
+// way (a busy port) releases the data directory and the ports it took.
+func TestFailedStartLeavesNothingBehind(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := testConfig(t)
+	cfg.RaftAddr = busy.Addr().String()
+	if _, err := New(cfg); !errors.Is(err, ErrListen) {
+		t.Fatalf("busy raft port: %v", err)
+	}
+	cfg.RaftAddr = "127.0.0.1:0"
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatalf("the data directory stayed locked after a failed start: %v", err)
+	}
+	s.Close()
+}
