@@ -64,6 +64,20 @@ type Command struct {
 	Limit uint64
 }
 
+// Valid reports whether a lock command is well formed: it names a resource,
+// and try-lock and extend carry a positive lease. Internal commands are
+// always valid here; their fields are checked when they are applied.
+func (c *Command) Valid() bool {
+	switch c.Op {
+	case OpTryLock, OpExtend:
+		return c.Resource != "" && c.TTL > 0
+	case OpUnlock, OpForceUnlock:
+		return c.Resource != ""
+	default:
+		return true
+	}
+}
+
 // Batch is what one Raft log entry carries: commands stamped with the
 // leader's time. Applying a batch never reads a clock.
 type Batch struct {

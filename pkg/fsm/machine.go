@@ -68,25 +68,19 @@ func (s *state) apply(wall int64, c *Command) Result {
 	now := s.instant(wall)
 	s.lease = now.Lease
 	switch c.Op {
-	case OpTryLock:
-		if !validLease(c) {
+	case OpTryLock, OpExtend, OpUnlock, OpForceUnlock:
+		if !c.Valid() {
 			return Result{Outcome: Invalid}
 		}
+	}
+	switch c.Op {
+	case OpTryLock:
 		return s.table.TryLock(now, c.Resource, c.Owner, c.TTL, s.nextToken)
 	case OpExtend:
-		if !validLease(c) {
-			return Result{Outcome: Invalid}
-		}
 		return s.table.Extend(now, c.Resource, c.Owner, c.TTL)
 	case OpUnlock:
-		if c.Resource == "" {
-			return Result{Outcome: Invalid}
-		}
 		return s.table.Unlock(now, c.Resource, c.Owner)
 	case OpForceUnlock:
-		if c.Resource == "" {
-			return Result{Outcome: Invalid}
-		}
 		return s.table.ForceUnlock(now, c.Resource)
 	case OpExpire:
 		if c.TTL < 0 {
@@ -105,9 +99,6 @@ func (s *state) apply(wall int64, c *Command) Result {
 	}
 }
 
-func validLease(c *Command) bool {
-	return c.Resource != "" && c.TTL > 0
-}
 
 func (s *state) nextToken() (uint64, bool) {
 	s.fence++

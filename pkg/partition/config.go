@@ -141,7 +141,10 @@ func (c Config) withDefaults() Config {
 		c.MaxExpirePerTick = 10_000
 	}
 	if c.EphemeralBlock == 0 {
-		c.EphemeralBlock = 1 << 16
+		// A million tokens: a busy leader reserves a block every few
+		// seconds at most, and 2^53 (safe JSON integers) lasts billions of
+		// blocks.
+		c.EphemeralBlock = 1 << 20
 	}
 	return c
 }

@@ -19,16 +19,19 @@ type ephemeralStore struct {
 	spareNext, spareEnd uint64
 	refilling           bool
 	blockSize           uint64
+	// refilled is notified whenever a reservation finishes, well or not.
+	refilled *broadcast
 }
 
 func newEphemeralStore(blockSize uint64) *ephemeralStore {
-	return &ephemeralStore{table: fsm.NewTable(), blockSize: blockSize}
+	return &ephemeralStore{table: fsm.NewTable(), blockSize: blockSize, refilled: newBroadcast()}
 }
 
 // addBlock hands the store a freshly reserved block [first, first+n).
 func (e *ephemeralStore) addBlock(first, n uint64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.refilled.Notify()
 	e.refilling = false
 	if e.next > e.end || e.end == 0 {
 		e.next, e.end = first, first+n-1
@@ -42,6 +45,7 @@ func (e *ephemeralStore) refillFailed() {
 	e.mu.Lock()
 	e.refilling = false
 	e.mu.Unlock()
+	e.refilled.Notify()
 }
 
 // needsRefill reports whether a reservation should start now, and marks one
@@ -49,6 +53,11 @@ func (e *ephemeralStore) refillFailed() {
 func (e *ephemeralStore) needsRefill() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.needsRefillLocked()
+}
+
+// needsRefillLocked is needsRefill with mu held.
+func (e *ephemeralStore) needsRefillLocked() bool {
 	if e.refilling || e.spareEnd != 0 {
 		return false
 	}
@@ -77,22 +86,28 @@ func (e *ephemeralStore) token() (uint64, bool) {
 	return t, true
 }
 
-// apply runs a lock command at leader time now (unix ms).
-func (e *ephemeralStore) apply(now int64, c fsm.Command) fsm.Result {
+// apply runs a lock command at leader time now (unix ms). refill reports
+// that the token block is half used and the caller should reserve the next
+// one, which keeps a busy leader from ever running dry.
+func (e *ephemeralStore) apply(now int64, c fsm.Command) (res fsm.Result, refill bool) {
 	at := fsm.Instant{Lease: now, Wall: now}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if !c.Valid() {
+		return fsm.Result{Outcome: fsm.Invalid}, false
+	}
 	switch c.Op {
 	case fsm.OpTryLock:
-		return e.table.TryLock(at, c.Resource, c.Owner, c.TTL, e.token)
+		res = e.table.TryLock(at, c.Resource, c.Owner, c.TTL, e.token)
+		return res, res.Fresh && e.needsRefillLocked()
 	case fsm.OpExtend:
-		return e.table.Extend(at, c.Resource, c.Owner, c.TTL)
+		return e.table.Extend(at, c.Resource, c.Owner, c.TTL), false
 	case fsm.OpUnlock:
-		return e.table.Unlock(at, c.Resource, c.Owner)
+		return e.table.Unlock(at, c.Resource, c.Owner), false
 	case fsm.OpForceUnlock:
-		return e.table.ForceUnlock(at, c.Resource)
+		return e.table.ForceUnlock(at, c.Resource), false
 	default:
-		return fsm.Result{Outcome: fsm.Invalid}
+		return fsm.Result{Outcome: fsm.Invalid}, false
 	}
 }
 

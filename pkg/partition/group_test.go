@@ -250,3 +250,21 @@ func TestRejectsBadRequests(t *testing.T) {
 		t.Fatalf("empty resource: %+v", r)
 	}
 }
+
+// TestEphemeralTokenBlocksRefill uses tiny token blocks so that grants keep
+// outrunning the reservations; every grant must still succeed, with tokens
+// that only grow.
+func TestEphemeralTokenBlocksRefill(t *testing.T) {
+	n := startSingle(t, 1, func(c *Config) { c.EphemeralBlock = 4 })
+	var last uint64
+	for i := range 200 {
+		r := n.do(Ephemeral, tryLock(fmt.Sprint("e", i), "o", time.Minute))
+		if r.Outcome != fsm.Locked || r.Token <= last {
+			t.Fatalf("grant %d: %+v after token %d", i, r, last)
+		}
+		last = r.Token
+	}
+	if c := n.set.Group(0).machine.Counters(); c.EphemeralFence < last {
+		t.Fatalf("token %d handed out beyond the reserved %d", last, c.EphemeralFence)
+	}
+}

@@ -171,15 +171,7 @@ func (g *Group) tick(t *term) {
 	grace := g.cfg.Grace.Milliseconds()
 	t.ephemeral.expire(now, grace, g.cfg.MaxExpirePerTick)
 	if t.ephemeral.needsRefill() {
-		go func() {
-			res, err := g.prop.propose(fsm.Command{Op: fsm.OpReserveTokens, Limit: g.cfg.EphemeralBlock})
-			if err != nil || res.Outcome != fsm.Done {
-				g.log.Warn("reserving ephemeral tokens failed", "err", err, "outcome", res.Outcome)
-				t.ephemeral.refillFailed()
-				return
-			}
-			t.ephemeral.addBlock(res.Token, res.Count)
-		}()
+		go g.reserveEphemeralTokens(t)
 	}
 	// Reclaim expired persistent locks; while any are held, also make sure
 	// the log records the time at least once a tick, which bounds how much
@@ -202,6 +194,18 @@ func (g *Group) tick(t *term) {
 			g.log.Debug("reclaimed expired locks", "count", res.Count)
 		}
 	}()
+}
+
+// reserveEphemeralTokens reserves the term's next block of ephemeral fencing
+// tokens through Raft; the caller has marked the refill as started.
+func (g *Group) reserveEphemeralTokens(t *term) {
+	res, err := g.prop.propose(fsm.Command{Op: fsm.OpReserveTokens, Limit: g.cfg.EphemeralBlock})
+	if err != nil || res.Outcome != fsm.Done {
+		g.log.Warn("reserving ephemeral tokens failed", "err", err, "outcome", res.Outcome)
+		t.ephemeral.refillFailed()
+		return
+	}
+	t.ephemeral.addBlock(res.Token, res.Count)
 }
 
 // checkTerm reports whether t is still Raft's current leadership: Raft may

@@ -55,17 +55,37 @@ func (g *Group) attempt(t *term, d Durability, c fsm.Command) (fsm.Result, error
 		// is applied (see Group.released).
 		return g.prop.propose(c)
 	}
-	if !g.checkTerm(t) {
-		return fsm.Result{}, ErrNotLeader
+	for tries := 0; ; tries++ {
+		if !g.checkTerm(t) {
+			return fsm.Result{}, ErrNotLeader
+		}
+		refilled := t.ephemeral.refilled.C()
+		res, refill := t.ephemeral.apply(t.now(), c)
+		if refill {
+			go g.reserveEphemeralTokens(t)
+		}
+		switch res.Outcome {
+		case fsm.NoTokens:
+			// Only when Raft cannot commit a reservation in time does a
+			// caller see this; normally the next block is long in place.
+			if t.ephemeral.needsRefill() {
+				go g.reserveEphemeralTokens(t)
+			}
+			if tries >= 2 {
+				return fsm.Result{}, fmt.Errorf("%w: ephemeral fencing tokens are being reserved", ErrTryAgain)
+			}
+			select {
+			case <-refilled:
+			case <-t.done:
+				return fsm.Result{}, ErrNotLeader
+			case <-time.After(g.cfg.ApplyTimeout):
+			}
+			continue
+		case fsm.Unlocked:
+			t.waiters.Wake(waitKey(d, c.Resource))
+		}
+		return res, nil
 	}
-	res := t.ephemeral.apply(t.now(), c)
-	switch res.Outcome {
-	case fsm.NoTokens:
-		return fsm.Result{}, fmt.Errorf("%w: ephemeral fencing tokens are being reserved", ErrTryAgain)
-	case fsm.Unlocked:
-		t.waiters.Wake(waitKey(d, c.Resource))
-	}
-	return res, nil
 }
 
 // lockWait is a try-lock that waits up to req.Wait for a held lock. Waiters

@@ -259,9 +259,11 @@ func New(cfg Config) (_ *Server, err error) {
 	s.http = &http.Server{
 		Handler:           api.New(s.router, s, s.log.With("component", "api")),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// Bodies are at most 1 MiB; a client trickling one in is dropped.
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return base },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if cfg.DebugAddr != "" {
 		ln, err := listen("--debug-addr", cfg.DebugAddr)
