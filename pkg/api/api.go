@@ -46,6 +46,8 @@ type Handler struct {
 	log     *slog.Logger
 	mux     http.Handler
 	bufs    sync.Pool
+	// allowed lists each path's methods for the Allow header of a 405.
+	allowed map[string]string
 }
 
 // New returns the API handler.
@@ -56,15 +58,26 @@ func New(backend Backend, cluster Cluster, log *slog.Logger) *Handler {
 	r.Use(h.recoverer)
 	r.NotFound(h.notFound)
 	r.MethodNotAllowed(h.methodNotAllowed)
-	r.Post(wire.PathTryLock, h.lockOp(router.TryLock))
-	r.Post(wire.PathTryExtend, h.lockOp(router.Extend))
-	r.Post(wire.PathTryUnlock, h.lockOp(router.Unlock))
-	r.Post(wire.PathGetInfo, h.lockOp(router.GetInfo))
-	r.Post(wire.PathForceUnlock, h.lockOp(router.ForceUnlock))
-	r.Get(wire.PathList, h.list)
-	r.Get(wire.PathClusterStatus, h.status)
-	r.Get(wire.PathLivez, h.livez)
-	r.Get(wire.PathReadyz, h.readyz)
+	h.allowed = map[string]string{}
+	route := func(method, path string, fn http.HandlerFunc) {
+		r.Method(method, path, fn)
+		if h.allowed[path] != "" {
+			h.allowed[path] += ", "
+		}
+		h.allowed[path] += method
+	}
+	route(http.MethodPost, wire.PathTryLock, h.lockOp(router.TryLock))
+	route(http.MethodPost, wire.PathTryExtend, h.lockOp(router.Extend))
+	route(http.MethodPost, wire.PathTryUnlock, h.lockOp(router.Unlock))
+	route(http.MethodPost, wire.PathGetInfo, h.lockOp(router.GetInfo))
+	route(http.MethodPost, wire.PathForceUnlock, h.lockOp(router.ForceUnlock))
+	route(http.MethodGet, wire.PathList, h.list)
+	route(http.MethodGet, wire.PathClusterStatus, h.status)
+	// Load balancers often probe health with HEAD.
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		route(m, wire.PathLivez, h.livez)
+		route(m, wire.PathReadyz, h.readyz)
+	}
 	h.mux = r
 	return h
 }
@@ -294,6 +307,7 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Allow", h.allowed[r.URL.Path])
 	h.fail(w, http.StatusMethodNotAllowed, wire.InvalidInput, fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path))
 }
 

@@ -247,8 +247,8 @@ func TestBadInput(t *testing.T) {
 		}
 		got := decode(t, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusMethodNotAllowed || got["type"] != float64(wire.InvalidInput) {
-			t.Fatalf("%s try-lock: %d %v", m, resp.StatusCode, got)
+		if resp.StatusCode != http.StatusMethodNotAllowed || got["type"] != float64(wire.InvalidInput) || resp.Header.Get("Allow") != "POST" {
+			t.Fatalf("%s try-lock: %d %v allow %q", m, resp.StatusCode, got, resp.Header.Get("Allow"))
 		}
 	}
 	// Nothing above changed the lock.
@@ -356,6 +356,13 @@ func TestHealthAndStatus(t *testing.T) {
 	}
 	if status, m := c.get(wire.PathReadyz); status != 200 || m["status"] != "ready" {
 		t.Fatalf("readyz %d %v", status, m)
+	}
+	for _, p := range []string{wire.PathLivez, wire.PathReadyz} {
+		resp, err := http.Head(c.base + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("HEAD %s: %v %v", p, resp, err)
+		}
+		resp.Body.Close()
 	}
 	status, m := c.get(wire.PathClusterStatus)
 	if status != 200 {
