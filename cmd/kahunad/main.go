@@ -85,7 +85,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 			c.Join = append(c.Join, j)
 		}
 	}
-	if c.Partitions == 0 && set["partitions"] {
+	if c.Partitions == 0 && (set["partitions"] || getenv(envName("partitions")) != "") {
 		return nil, errors.New("--partitions must be at least 1")
 	}
 	return o, nil

@@ -153,6 +153,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad env value", nil, map[string]string{"KAHUNA_PARTITIONS": "abc"}, []string{"KAHUNA_PARTITIONS", "abc"}},
 		{"bad env integer", nil, map[string]string{"KAHUNA_BOOTSTRAP_EXPECT": "three"}, []string{"KAHUNA_BOOTSTRAP_EXPECT", "three"}},
 		{"partitions 0", []string{"--partitions", "0"}, nil, []string{"--partitions", "at least 1"}},
+		{"partitions 0 from the environment", nil, map[string]string{"KAHUNA_PARTITIONS": "0"}, []string{"--partitions", "at least 1"}},
 		{"stray argument", []string{"extra"}, nil, []string{`"extra"`}},
 		{"stray argument after flags", []string{"--node-id", "a", "b"}, nil, []string{`"b"`}},
 		{"unknown flag", []string{"--no-such-flag"}, nil, []string{"no-such-flag"}},

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -332,7 +333,7 @@ func TestCleanShutdown(t *testing.T) {
 			case r := <-waiter:
 				switch {
 				case r.err != nil:
-					if ctxErr := context.DeadlineExceeded; strings.Contains(r.err.Error(), ctxErr.Error()) {
+					if errors.Is(r.err, context.DeadlineExceeded) {
 						t.Errorf("the waiting client hung until its own deadline: %v", r.err)
 					}
 					t.Logf("waiting client: connection ended: %v", r.err)
@@ -356,4 +357,65 @@ func TestCleanShutdown(t *testing.T) {
 			p.Stop()
 		})
 	}
+}
+
+// TestShutdownWithSilentConnection stops a node while a client holds a TCP
+// connection to the HTTP port without sending a request (a load balancer's
+// pre-connect, a port probe, an HTTP client's spare dial). SIGTERM must still
+// exit 0 within 10 s.
+func TestShutdownWithSilentConnection(t *testing.T) {
+	t.Parallel()
+	n := testutil.NewNode(t, kahunadBin)
+	n.Args = []string{"--partitions", "1"}
+	p := n.StartReady(t)
+	p.Client().Close()
+	conn, err := net.Dial("tcp", n.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	start := time.Now()
+	p.Signal(syscall.SIGTERM)
+	code := p.Wait(10 * time.Second)
+	took := time.Since(start)
+	if code != 0 {
+		t.Errorf("exit code %d after SIGTERM (%v), want 0", code, took.Round(time.Millisecond))
+	}
+	t.Logf("exited %v after SIGTERM", took.Round(time.Millisecond))
+}
+
+// TestLeaseCountsFromSend checks that a grant's expiry is never earlier than
+// the client's send time plus expiresMs: the leader stamps the command after
+// the client sent it, on the same clock here. Many grants over every
+// partition make a millisecond of rounding show.
+func TestLeaseCountsFromSend(t *testing.T) {
+	t.Parallel()
+	n := testutil.NewNode(t, kahunadBin)
+	n.Args = []string{"--partitions", "8"}
+	p := n.StartReady(t)
+	c := p.Client()
+	const expiresMs = 60_000
+	short, worst := 0, int64(0)
+	for i := range 400 {
+		d := i % 2
+		req := testutil.LockRequest{Resource: fmt.Sprintf("lease/%d", i), Owner: "o", ExpiresMs: expiresMs, Durability: d}
+		send := time.Now().UnixMilli()
+		rep, err := c.TryLock(ctxT(t), req)
+		if err != nil || rep.Type != testutil.Locked {
+			t.Fatalf("try-lock %s: %v %v", req.Resource, rep, err)
+		}
+		info, err := c.GetInfo(ctxT(t), testutil.LockRequest{Resource: req.Resource, Durability: d})
+		if err != nil || info.Type != testutil.Got {
+			t.Fatalf("get-info %s: %v %v", req.Resource, info, err)
+		}
+		if gap := info.ExpiresL() - (send + expiresMs); gap < 0 {
+			short++
+			worst = min(worst, gap)
+		}
+	}
+	if short > 0 {
+		t.Errorf("%d of 400 grants expire before send time + expiresMs, by up to %d ms", short, -worst)
+	}
+	p.Stop()
 }

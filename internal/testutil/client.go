@@ -94,8 +94,8 @@ func (r Reply) String() string {
 
 // ClusterStatus is the part of GET /v1/cluster/status the tests read.
 type ClusterStatus struct {
-	Type       int `json:"type"`
-	Node       struct {
+	Type int `json:"type"`
+	Node struct {
 		ID       string `json:"id"`
 		HTTPAddr string `json:"httpAddr"`
 		RaftAddr string `json:"raftAddr"`

@@ -24,9 +24,13 @@ import (
 // cmd/kahunad's own tests, or "github.com/kahuna-go/kahuna/cmd/kahunad")
 // into out. The compiler's output is part of the error.
 func BuildKahunad(pkg, out string) error {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build -o %s %s: %w\n%s", out, pkg, err, b)
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(append(args, pkg), " "), err, b)
 	}
 	return nil
 }
@@ -290,9 +294,15 @@ func (n *Node) StartReady(t testing.TB, extra ...string) *Process {
 }
 
 // Stop sends SIGTERM and fails the test unless the process exits with code
-// 0 within 10 s.
+// 0 within 10 s. It first closes the client's idle connections: Go's
+// transport can leave a connection it dialed but never used, which the
+// server's HTTP shutdown waits on (see TestShutdownWithSilentConnection in
+// cmd/kahunad).
 func (p *Process) Stop() {
 	p.t.Helper()
+	if p.client != nil {
+		p.client.Close()
+	}
 	p.Signal(syscall.SIGTERM)
 	if code := p.Wait(10 * time.Second); code != 0 {
 		p.t.Fatalf("kahunad exited with code %d after SIGTERM, want 0", code)

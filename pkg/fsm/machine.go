@@ -99,7 +99,6 @@ func (s *state) apply(wall int64, c *Command) Result {
 	}
 }
 
-
 func (s *state) nextToken() (uint64, bool) {
 	s.fence++
 	return s.fence, true

@@ -21,8 +21,7 @@ type term struct {
 	// anchor is the clock reading when the term was established. The term
 	// stamps commands with anchor plus elapsed time, so a wall-clock jump on
 	// the leader during its term does not move leases.
-	anchor   time.Time
-	anchorMs int64
+	anchor time.Time
 	// done is closed when the term ends.
 	done      chan struct{}
 	ephemeral *ephemeralStore
@@ -31,9 +30,11 @@ type term struct {
 	collecting atomic.Bool
 }
 
-// now is the term's time in unix milliseconds.
+// now is the term's time in unix milliseconds. Adding the elapsed time
+// before truncating keeps the stamp from running up to 1 ms behind, which
+// would shorten a lease by that much.
 func (t *term) now() int64 {
-	return t.anchorMs + t.clk.Now().Sub(t.anchor).Milliseconds()
+	return t.anchor.Add(t.clk.Now().Sub(t.anchor)).UnixMilli()
 }
 
 var errStopped = errors.New("partition: leadership ended")
@@ -134,7 +135,6 @@ func (g *Group) tryEstablish() (*term, error) {
 		number:    number,
 		clk:       g.cfg.Clock,
 		anchor:    anchor,
-		anchorMs:  anchor.UnixMilli(),
 		done:      make(chan struct{}),
 		ephemeral: newEphemeralStore(g.cfg.EphemeralBlock),
 		waiters:   waitq.New(),

@@ -82,6 +82,7 @@ type Server struct {
 	router   *router.Router
 	http     *http.Server
 	debug    *http.Server
+	fresh    freshConns
 	cancel   context.CancelFunc
 	httpAddr string
 	raftAddr string
@@ -263,6 +264,7 @@ func New(cfg Config) (_ *Server, err error) {
 		ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return base },
+		ConnState:   s.fresh.track,
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	if cfg.DebugAddr != "" {
@@ -347,10 +349,24 @@ func (s *Server) Close() error {
 		}
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := s.http.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-				s.http.Close()
+			done := make(chan error, 1)
+			go func() { done <- s.http.Shutdown(ctx) }()
+			// Repeat: a connection accepted just before the listener
+			// closed may only now show up.
+			tick := time.NewTicker(50 * time.Millisecond)
+			for waiting := true; waiting; {
+				s.fresh.closeAll()
+				select {
+				case err := <-done:
+					if err != nil {
+						errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+						s.http.Close()
+					}
+					waiting = false
+				case <-tick.C:
+				}
 			}
+			tick.Stop()
 			cancel()
 		}
 		if s.debug != nil {
