@@ -26,9 +26,14 @@ import (
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
-// DefaultPartitions is the partition count of a new cluster; see
-// docs/architecture.md for the measurements behind it.
-const DefaultPartitions = 8
+// DefaultPartitions is the partition count of a new cluster of
+// bootstrapExpect voters: one partition per voter, so every node can lead
+// one, and at least two. Every partition pays its own fsync per batch, and on
+// small machines fewer, fuller batches beat more groups; see
+// docs/architecture.md for the measurements.
+func DefaultPartitions(bootstrapExpect int) int {
+	return max(2, bootstrapExpect)
+}
 
 // Config is everything kahunad's flags set.
 type Config struct {
@@ -197,7 +202,7 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}()
 
-	s.data, err = openDataDir(cfg.DataDir, cfg.NodeID, cfg.Partitions, DefaultPartitions, cfg.Hostname)
+	s.data, err = openDataDir(cfg.DataDir, cfg.NodeID, cfg.Partitions, DefaultPartitions(cfg.BootstrapExpect), cfg.Hostname)
 	if err != nil {
 		return nil, err
 	}
