@@ -129,7 +129,7 @@ func (h *Handler) fail(w http.ResponseWriter, status int, t wire.Type, msg strin
 func (h *Handler) lockOp(op router.Op) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in wire.LockRequest
-		if e := h.readBody(w, r, &in); e != nil {
+		if e := h.readLockRequest(w, r, &in); e != nil {
 			h.fail(w, e.status, wire.InvalidInput, e.msg)
 			return
 		}

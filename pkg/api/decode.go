@@ -28,8 +28,8 @@ func badField(format string, args ...any) *inputError {
 	return &inputError{status: http.StatusOK, msg: fmt.Sprintf(format, args...)}
 }
 
-// readBody reads and parses a JSON request body into v.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) *inputError {
+// readLockRequest reads and parses a lock request body into v.
+func (h *Handler) readLockRequest(w http.ResponseWriter, r *http.Request, v *wire.LockRequest) *inputError {
 	bp := h.getBuf()
 	defer h.putBuf(bp)
 	body, err := readAll(*bp, http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
@@ -49,7 +49,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, v any) *input
 	if !utf8.Valid(body) {
 		return &inputError{status: http.StatusBadRequest, msg: "request body is not valid UTF-8"}
 	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := wire.DecodeLockRequest(body, v); err != nil {
 		var typeErr *json.UnmarshalTypeError
 		if errors.As(err, &typeErr) {
 			if typeErr.Field == "" {

@@ -158,6 +158,12 @@ func ExecuteLocal(ctx context.Context, g *partition.Group, req Request) (fsm.Res
 // leadership moved before the request was applied; it is retried until the
 // leader wait runs out.
 func (r *Router) onLeader(ctx context.Context, g *partition.Group, fn func(local bool, leaderID, leaderAddr string) error) error {
+	// The common case, a partition led here, needs no timer.
+	if g.IsLeader() {
+		if err := fn(true, r.nodeID, ""); !errors.Is(err, partition.ErrNotLeader) {
+			return err
+		}
+	}
 	timer := time.NewTimer(r.leaderWait)
 	defer timer.Stop()
 	for {

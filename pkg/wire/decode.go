@@ -1,0 +1,197 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// DecodeLockRequest parses a lock request body into r with the same result
+// as json.Unmarshal. Bodies as clients actually send them — one flat object,
+// known keys, plain strings, integers — take a fast path that does no
+// reflection; anything else (escapes, nested values, odd keys, errors) goes
+// through encoding/json, so its behaviour and error messages apply.
+func DecodeLockRequest(data []byte, r *LockRequest) error {
+	var fast LockRequest
+	if decodeFlat(data, &fast) {
+		*r = fast
+		return nil
+	}
+	return json.Unmarshal(data, r)
+}
+
+// flatDecoder reads one JSON object of simple members.
+type flatDecoder struct {
+	b []byte
+	i int
+}
+
+func (d *flatDecoder) space() {
+	for d.i < len(d.b) {
+		switch d.b[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *flatDecoder) next(c byte) bool {
+	d.space()
+	if d.i < len(d.b) && d.b[d.i] == c {
+		d.i++
+		return true
+	}
+	return false
+}
+
+// str reads a string without escapes, control characters or invalid
+// UTF-8 (which encoding/json would rewrite).
+func (d *flatDecoder) str() (string, bool) {
+	d.space()
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return "", false
+	}
+	start := d.i + 1
+	ascii := true
+	for j := start; j < len(d.b); j++ {
+		switch c := d.b[j]; {
+		case c == '"':
+			if !ascii && !utf8.Valid(d.b[start:j]) {
+				return "", false
+			}
+			d.i = j + 1
+			return string(d.b[start:j]), true
+		case c == '\\' || c < 0x20:
+			return "", false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return "", false
+}
+
+// integer reads a JSON number that is an integer within int64; fractions,
+// exponents and overflow leave it to encoding/json.
+func (d *flatDecoder) integer() (int64, bool) {
+	d.space()
+	j := d.i
+	neg := false
+	if j < len(d.b) && d.b[j] == '-' {
+		neg = true
+		j++
+	}
+	if j >= len(d.b) || d.b[j] < '0' || d.b[j] > '9' {
+		return 0, false
+	}
+	if d.b[j] == '0' && j+1 < len(d.b) && d.b[j+1] >= '0' && d.b[j+1] <= '9' {
+		return 0, false // leading zero: invalid JSON
+	}
+	var v uint64
+	digits := 0
+	for ; j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9'; j++ {
+		v = v*10 + uint64(d.b[j]-'0')
+		digits++
+		if digits > 18 {
+			return 0, false
+		}
+	}
+	if j < len(d.b) {
+		switch d.b[j] {
+		case '.', 'e', 'E':
+			return 0, false
+		}
+	}
+	d.i = j
+	if neg {
+		return -int64(v), true
+	}
+	return int64(v), true
+}
+
+// null reads the literal null.
+func (d *flatDecoder) null() bool {
+	d.space()
+	if bytes.HasPrefix(d.b[d.i:], []byte("null")) {
+		d.i += 4
+		return true
+	}
+	return false
+}
+
+// decodeFlat reports whether data is a flat object it could decode exactly
+// as encoding/json would.
+func decodeFlat(data []byte, r *LockRequest) bool {
+	d := flatDecoder{b: data}
+	if !d.next('{') {
+		return false
+	}
+	if d.next('}') {
+		return d.end()
+	}
+	for {
+		key, ok := d.str()
+		if !ok || !d.next(':') {
+			return false
+		}
+		switch key {
+		case "resource", "owner":
+			var p **string = &r.Resource
+			if key == "owner" {
+				p = &r.Owner
+			}
+			if d.null() {
+				*p = nil
+				break
+			}
+			s, ok := d.str()
+			if !ok {
+				return false
+			}
+			*p = &s
+		case "expiresMs", "waitMs":
+			p := &r.ExpiresMs
+			if key == "waitMs" {
+				p = &r.WaitMs
+			}
+			if d.null() {
+				*p = nil
+				break
+			}
+			v, ok := d.integer()
+			if !ok {
+				return false
+			}
+			*p = &v
+		case "durability":
+			if d.null() {
+				r.Durability = nil
+				break
+			}
+			v, ok := d.integer()
+			if !ok || v != int64(int(v)) {
+				return false
+			}
+			n := int(v)
+			r.Durability = &n
+		default:
+			// encoding/json also matches keys case-insensitively and skips
+			// values of any shape; leave every other key to it.
+			return false
+		}
+		if d.next(',') {
+			continue
+		}
+		if d.next('}') {
+			return d.end()
+		}
+		return false
+	}
+}
+
+// end reports whether only whitespace follows.
+func (d *flatDecoder) end() bool {
+	d.space()
+	return d.i == len(d.b)
+}
