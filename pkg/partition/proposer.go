@@ -17,7 +17,10 @@ import (
 // as have gathered. One fsync then serves the whole batch, which is where
 // throughput comes from.
 type proposer struct {
-	g        *Group
+	raft applier
+	// clock returns the current leadership term, whose time stamps a
+	// batch; nil means this node is not the leader.
+	clock    func() *term
 	maxBatch int
 	timeout  time.Duration
 
@@ -26,7 +29,9 @@ type proposer struct {
 	wake     chan struct{}
 	inflight chan struct{} // a semaphore of MaxInflight slots
 	stop     chan struct{}
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the run loop
+	// flying holds the batches in Raft.
+	flying map[*flight]struct{}
 	// stats, read by Status and tests
 	batches, commands uint64
 	// lastStamp is the Now of the last batch sent, unix ms.
@@ -40,14 +45,21 @@ type call struct {
 	done chan struct{}
 }
 
-func newProposer(g *Group, maxBatch, maxInflight int, timeout time.Duration) *proposer {
+// applier is the part of *raft.Raft the proposer uses.
+type applier interface {
+	Apply(cmd []byte, timeout time.Duration) raft.ApplyFuture
+}
+
+func newProposer(r applier, clock func() *term, maxBatch, maxInflight int, timeout time.Duration) *proposer {
 	p := &proposer{
-		g:        g,
+		raft:     r,
+		clock:    clock,
 		maxBatch: maxBatch,
 		timeout:  timeout,
 		wake:     make(chan struct{}, 1),
 		inflight: make(chan struct{}, maxInflight),
 		stop:     make(chan struct{}),
+		flying:   map[*flight]struct{}{},
 	}
 	p.wg.Add(1)
 	go p.run()
@@ -121,7 +133,7 @@ func (p *proposer) run() {
 
 // send stamps and submits one batch; a slot in p.inflight is held.
 func (p *proposer) send(batch []*call) {
-	t := p.g.term()
+	t := p.clock()
 	if t == nil {
 		<-p.inflight
 		finish(batch, nil, ErrNotLeader)
@@ -134,18 +146,33 @@ func (p *proposer) send(batch []*call) {
 	now := t.now()
 	p.lastStamp.Store(now)
 	data := fsm.AppendBatch(nil, fsm.Batch{Now: now, Commands: cmds})
-	f := p.g.raft.Apply(data, p.timeout)
+	f := p.raft.Apply(data, p.timeout)
+	fl := &flight{calls: batch}
 	p.mu.Lock()
 	p.batches++
 	p.commands += uint64(len(batch))
+	p.flying[fl] = struct{}{}
 	p.mu.Unlock()
-	p.wg.Add(1)
 	go func() {
-		defer p.wg.Done()
-		defer func() { <-p.inflight }()
 		res, err := applyResult(f)
-		finish(batch, res, err)
+		p.mu.Lock()
+		delete(p.flying, fl)
+		p.mu.Unlock()
+		fl.finish(res, err)
+		<-p.inflight
 	}()
+}
+
+// flight is a batch handed to Raft. Raft does not answer futures still
+// queued when it shuts down, so close may have to finish a flight in its
+// place; once makes sure the callers hear exactly one answer.
+type flight struct {
+	calls []*call
+	once  sync.Once
+}
+
+func (fl *flight) finish(res []fsm.Result, err error) {
+	fl.once.Do(func() { finish(fl.calls, res, err) })
 }
 
 // applyResult waits for a Raft apply of a batch and maps its failure modes to
@@ -194,7 +221,9 @@ func (p *proposer) failQueued(err error) {
 	finish(q, nil, err)
 }
 
-// close fails queued commands and waits for batches in Raft to resolve.
+// close stops the proposer after Raft has shut down: queued commands fail
+// with ErrClosed, and batches Raft took but never answered with
+// ErrUnknownOutcome, since they may or may not be in the log.
 func (p *proposer) close() {
 	p.mu.Lock()
 	select {
@@ -204,6 +233,13 @@ func (p *proposer) close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
+	p.mu.Lock()
+	flying := p.flying
+	p.flying = map[*flight]struct{}{}
+	p.mu.Unlock()
+	for fl := range flying {
+		fl.finish(nil, fmt.Errorf("%w: raft shut down", ErrUnknownOutcome))
+	}
 }
 
 func (p *proposer) stats() (batches, commands uint64) {
