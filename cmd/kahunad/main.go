@@ -50,7 +50,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "serve Go's pprof profiling endpoints on this address (off when empty)")
 	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of existing members")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 1, "number of voters that form a new cluster")
-	fs.IntVar(&c.Partitions, "partitions", 0, "number of partitions, fixed when the cluster is created (default: as stored, else the larger of 2 and --bootstrap-expect)")
+	fs.IntVar(&c.Partitions, "partitions", 0, "number of partitions, fixed when the cluster is created (default: as stored, else --bootstrap-expect, one per voter)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {

@@ -95,8 +95,8 @@ func TestNoFlagsDefaults(t *testing.T) {
 		t.Fatalf("node.json: %v: %s", err, b)
 	}
 	host, _ := os.Hostname()
-	if meta.NodeID != host || meta.Partitions != 2 {
-		t.Errorf("node.json has node %q, %d partitions; want the host name %q and 2", meta.NodeID, meta.Partitions, host)
+	if meta.NodeID != host || meta.Partitions != 1 {
+		t.Errorf("node.json has node %q, %d partitions; want the host name %q and 1", meta.NodeID, meta.Partitions, host)
 	}
 
 	c := p.Client()
@@ -104,8 +104,8 @@ func TestNoFlagsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Node.RaftAddr != "127.0.0.1:9082" || len(st.Partitions) != 2 {
-		t.Errorf("cluster status: raft address %q, %d partitions; want 127.0.0.1:9082 and 2", st.Node.RaftAddr, len(st.Partitions))
+	if st.Node.RaftAddr != "127.0.0.1:9082" || len(st.Partitions) != 1 {
+		t.Errorf("cluster status: raft address %q, %d partitions; want 127.0.0.1:9082 and 1", st.Node.RaftAddr, len(st.Partitions))
 	}
 	for _, ps := range st.Partitions {
 		if ps.Leader != meta.NodeID {

@@ -27,12 +27,12 @@ import (
 )
 
 // DefaultPartitions is the partition count of a new cluster of
-// bootstrapExpect voters: one partition per voter, so every node can lead
-// one, and at least two. Every partition pays its own fsync per batch, and on
-// small machines fewer, fuller batches beat more groups; see
-// docs/architecture.md for the measurements.
+// bootstrapExpect voters: one partition per voter, so that every node can
+// lead one. More would cost throughput: every partition fsyncs its own log
+// per batch, and with a fixed number of clients more partitions mean more,
+// smaller batches; see docs/architecture.md for the measurements.
 func DefaultPartitions(bootstrapExpect int) int {
-	return max(2, bootstrapExpect)
+	return max(1, bootstrapExpect)
 }
 
 // Config is everything kahunad's flags set.
