@@ -82,8 +82,12 @@ func (c *Command) Valid() bool {
 // leader's time. Applying a batch never reads a clock.
 type Batch struct {
 	// Now is the leader's time in unix milliseconds when it sealed the batch.
-	Now      int64
-	Commands []Command
+	Now int64
+	// Term and Seq name the proposal: the Raft term of the leader that sent
+	// it and that leader's sequence number. They do not affect the state;
+	// they let the proposer recognise its own batch when it is applied.
+	Term, Seq uint64
+	Commands  []Command
 }
 
 // batchVersion is the first byte of every encoded batch.
@@ -105,6 +109,8 @@ const maxStringBytes = 1 << 16
 func AppendBatch(dst []byte, b Batch) []byte {
 	dst = append(dst, batchVersion)
 	dst = binary.AppendVarint(dst, b.Now)
+	dst = binary.AppendUvarint(dst, b.Term)
+	dst = binary.AppendUvarint(dst, b.Seq)
 	dst = binary.AppendUvarint(dst, uint64(len(b.Commands)))
 	for i := range b.Commands {
 		dst = appendCommand(dst, &b.Commands[i])
@@ -150,7 +156,7 @@ func DecodeBatch(data []byte) (Batch, error) {
 	if v != batchVersion {
 		return Batch{}, fmt.Errorf("%w: %d", ErrUnknownVersion, v)
 	}
-	b := Batch{Now: d.varint()}
+	b := Batch{Now: d.varint(), Term: d.uvarint(), Seq: d.uvarint()}
 	n := d.uvarint()
 	if d.err != nil {
 		return Batch{}, d.err

@@ -13,7 +13,7 @@ import (
 func FuzzDecodeBatch(f *testing.F) {
 	f.Add(AppendBatch(nil, Batch{Now: t0, Commands: []Command{lock("r", "o", 1000), unlock("r", "o")}}))
 	f.Add(AppendBatch(nil, Batch{Now: -1, Commands: []Command{expire(10, 5), {Op: OpPromote}, {Op: OpReserveTokens, Limit: 3}, force("x"), extend("a", "b", 9)}}))
-	f.Add([]byte{batchVersion, 0, 1, byte(OpTryLock), 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{batchVersion, 0, 0, 0, 1, byte(OpTryLock), 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := DecodeBatch(data)

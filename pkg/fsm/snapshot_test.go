@@ -151,7 +151,7 @@ func TestRestoreRejectsDamage(t *testing.T) {
 }
 
 func TestBatchCodecRoundTrip(t *testing.T) {
-	b := Batch{Now: -5, Commands: []Command{
+	b := Batch{Now: -5, Term: 7, Seq: 1 << 40, Commands: []Command{
 		lock("résumé/ü", "owner", 1<<40),
 		extend("r", "o", 7),
 		unlock("r", ""),
@@ -181,11 +181,11 @@ func TestBatchCodecRoundTrip(t *testing.T) {
 	if _, err := DecodeBatch(bad); !errors.Is(err, ErrUnknownVersion) {
 		t.Fatalf("version: %v", err)
 	}
-	if _, err := DecodeBatch([]byte{batchVersion, 0, 1, 200}); !errors.Is(err, ErrUnknownOp) {
+	if _, err := DecodeBatch([]byte{batchVersion, 0, 0, 0, 1, 200}); !errors.Is(err, ErrUnknownOp) {
 		t.Fatalf("unknown op: %v", err)
 	}
 	// A huge declared count must not allocate.
-	if _, err := DecodeBatch([]byte{batchVersion, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}); !errors.Is(err, ErrTruncated) {
+	if _, err := DecodeBatch([]byte{batchVersion, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}); !errors.Is(err, ErrTruncated) {
 		t.Fatalf("huge count: %v", err)
 	}
 }

@@ -17,6 +17,8 @@ type fsmAdapter struct {
 	// onRelease is told about every lock an unlock released, so that a
 	// leader can wake the lock's waiters.
 	onRelease func(resource string)
+	// onApplied is told of every applied batch, with its results.
+	onApplied func(term, seq uint64, res []fsm.Result)
 	log       *slog.Logger
 }
 
@@ -51,6 +53,7 @@ func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
 			}
 		}
 		out[i] = res
+		a.onApplied(b.Term, b.Seq, res)
 	}
 	return out
 }

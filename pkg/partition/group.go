@@ -34,7 +34,10 @@ type Group struct {
 	trans   *raft.NetworkTransport
 	layer   *transport.Layer
 	prop    *proposer
-	verify  *verifier
+	// propReady is prop for the FSM goroutine, which may run before prop
+	// exists (replaying the log at start-up).
+	propReady atomic.Pointer[proposer]
+	verify    *verifier
 
 	// lead is the current leadership term while this node is the
 	// partition's established leader, nil otherwise.
@@ -132,13 +135,14 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		return nil, fmt.Errorf("partition %d: raft config: %w", id, err)
 	}
 
-	adapter := &fsmAdapter{machine: g.machine, onRelease: g.released, log: log}
+	adapter := &fsmAdapter{machine: g.machine, onRelease: g.released, onApplied: g.applied, log: log}
 	g.raft, err = raft.NewRaft(rc, adapter, g.logs, g.store, g.snaps, g.trans)
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: start raft: %w", id, err)
 	}
 	g.verify = &verifier{raft: g.raft}
 	g.prop = newProposer(g.raft, g.term, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout)
+	g.propReady.Store(g.prop)
 	g.observer = raft.NewObserver(g.observeCh, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
@@ -191,6 +195,14 @@ func (g *Group) Leader() (id, addr string) {
 
 // Changed returns a channel closed the next time leadership may have moved.
 func (g *Group) Changed() <-chan struct{} { return g.changed.C() }
+
+// applied hands an applied batch's results to the proposer, which answers
+// its callers if the batch was its own.
+func (g *Group) applied(term, seq uint64, res []fsm.Result) {
+	if p := g.propReady.Load(); p != nil {
+		p.applied(term, seq, res)
+	}
+}
 
 // released wakes the waiters of a persistent lock that was just unlocked. It
 // runs on Raft's FSM goroutine on every replica; only a leader has waiters.
