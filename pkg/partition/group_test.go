@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kahuna-go/kahuna/pkg/clock"
 	"github.com/kahuna-go/kahuna/pkg/fsm"
 )
 
@@ -266,5 +267,42 @@ func TestEphemeralTokenBlocksRefill(t *testing.T) {
 	}
 	if c := n.set.Group(0).machine.Counters(); c.EphemeralFence < last {
 		t.Fatalf("token %d handed out beyond the reserved %d", last, c.EphemeralFence)
+	}
+}
+
+// TestLeasesRunOnTheInjectedClock drives lease expiry with a manual clock,
+// without sleeping, and checks that a clock jumping backwards never revives
+// or lengthens anything it should not.
+func TestLeasesRunOnTheInjectedClock(t *testing.T) {
+	clk := clock.NewManual(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	n := startSingle(t, 1, func(c *Config) { c.Clock = clk })
+	for _, d := range []Durability{Persistent, Ephemeral} {
+		res := "clocked-" + d.String()
+		first := n.do(d, tryLock(res, "a", 10*time.Second))
+		clk.Advance(9 * time.Second)
+		if r := n.get(d, res); r.Outcome != fsm.Got || r.ExpiresIn != 1000 {
+			t.Fatalf("%v after 9 s: %+v", d, r)
+		}
+		if r := n.do(d, tryLock(res, "b", time.Second)); r.Outcome != fsm.Busy {
+			t.Fatalf("%v: taken before expiry: %+v", d, r)
+		}
+		clk.Advance(time.Second)
+		if r := n.get(d, res); r.Outcome != fsm.NotFound {
+			t.Fatalf("%v at expiry: %+v", d, r)
+		}
+		second := n.do(d, tryLock(res, "b", 10*time.Second))
+		if second.Outcome != fsm.Locked || second.Token <= first.Token {
+			t.Fatalf("%v: relock after expiry %+v (first token %d)", d, second, first.Token)
+		}
+		// The clock jumps an hour back: b's lease does not end early, and
+		// once the clock is back it has not grown by the jump either.
+		clk.Advance(-time.Hour)
+		if r := n.do(d, tryLock(res, "c", time.Second)); r.Outcome != fsm.Busy || r.Owner != "b" {
+			t.Fatalf("%v while the clock is behind: %+v", d, r)
+		}
+		clk.Advance(time.Hour + 5*time.Second)
+		if r := n.get(d, res); r.Outcome != fsm.Got || r.Owner != "b" || r.ExpiresIn != 5000 {
+			t.Fatalf("%v after a backwards jump: %+v", d, r)
+		}
 	}
 }
