@@ -47,12 +47,29 @@ type Handler struct {
 	mux     http.Handler
 	bufs    sync.Pool
 	// allowed lists each path's methods for the Allow header of a 405.
-	allowed map[string]string
+	allowed     map[string]string
+	bodyTimeout time.Duration
+}
+
+// Config tunes the handler; zero values take the defaults.
+type Config struct {
+	Logger *slog.Logger
+	// BodyTimeout bounds reading one request body (default 30 s), so a
+	// client trickling bytes cannot hold a connection. It is per request
+	// and ends with the body: a server-wide http.Server.ReadTimeout would
+	// also cancel requests that wait for a lock longer than it.
+	BodyTimeout time.Duration
 }
 
 // New returns the API handler.
-func New(backend Backend, cluster Cluster, log *slog.Logger) *Handler {
-	h := &Handler{backend: backend, cluster: cluster, log: log}
+func New(backend Backend, cluster Cluster, cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	h := &Handler{backend: backend, cluster: cluster, log: cfg.Logger, bodyTimeout: cfg.BodyTimeout}
 	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	r := chi.NewRouter()
 	r.Use(h.recoverer)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,9 +19,9 @@ import (
 )
 
 // startServer runs a real single node in-process on free ports.
-func startServer(t *testing.T) string {
+func startServer(t *testing.T, mutate ...func(*server.Config)) string {
 	t.Helper()
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		NodeID:     "api-test",
 		DataDir:    t.TempDir(),
 		HTTPAddr:   "127.0.0.1:0",
@@ -28,7 +29,11 @@ func startServer(t *testing.T) string {
 		Partitions: 3,
 		Logger:     logging.Discard(),
 		Raft:       partition.FastRaftTimings(),
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,4 +387,36 @@ func TestHealthAndStatus(t *testing.T) {
 	var buf bytes.Buffer
 	json.Indent(&buf, b, "", " ")
 	t.Logf("status: %s", buf.String())
+}
+
+// TestBodyTimeoutSparesWaiters checks both sides of the body timeout: a
+// client trickling its body is cut off, while a request that has sent its
+// body and waits for a lock far longer than the timeout is not.
+func TestBodyTimeoutSparesWaiters(t *testing.T) {
+	base := startServer(t, func(c *server.Config) { c.BodyTimeout = 300 * time.Millisecond })
+	c := client{t, base}
+	c.op(wire.PathTryLock, map[string]any{"resource": "slow", "owner": "holder", "expiresMs": 60000}, wire.Locked)
+	done := make(chan map[string]any)
+	go func() {
+		_, m := c.post(wire.PathTryLock, `{"resource":"slow","owner":"waiter","expiresMs":60000,"waitMs":5000}`)
+		done <- m
+	}()
+	time.Sleep(1200 * time.Millisecond) // four body timeouts
+	c.op(wire.PathTryUnlock, map[string]any{"resource": "slow", "owner": "holder"}, wire.Unlocked)
+	if m := <-done; m["type"] != float64(wire.Locked) {
+		t.Fatalf("waiter after a long wait: %v", m)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{\"resource\":", wire.PathTryLock)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	reply, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(reply), "HTTP/1.1 400") || time.Since(start) > 3*time.Second {
+		t.Fatalf("trickled body after %v: %q", time.Since(start), reply)
+	}
 }

@@ -33,7 +33,7 @@ func (stubCluster) Ready() (bool, string)      { return true, "" }
 // BenchmarkTryLockHandler measures decoding, validation and encoding of one
 // try-lock, with the lock service stubbed out.
 func BenchmarkTryLockHandler(b *testing.B) {
-	h := New(stubBackend{}, stubCluster{}, logging.Discard())
+	h := New(stubBackend{}, stubCluster{}, Config{Logger: logging.Discard()})
 	body := `{"resource":"bench-1234","owner":"kahuna-bench-1-7","expiresMs":10000,"durability":1}`
 	b.ReportAllocs()
 	for b.Loop() {

@@ -32,8 +32,21 @@ func badField(format string, args ...any) *inputError {
 func (h *Handler) readLockRequest(w http.ResponseWriter, r *http.Request, v *wire.LockRequest) *inputError {
 	bp := h.getBuf()
 	defer h.putBuf(bp)
+	rc := http.NewResponseController(w)
+	// Errors only mean the connection cannot take deadlines (tests).
+	_ = rc.SetReadDeadline(time.Now().Add(h.bodyTimeout))
 	body, err := readAll(*bp, http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
 	*bp = body
+	if err == nil {
+		// Lift the deadline before the handler waits: the server's
+		// background read of the connection would otherwise time out and
+		// cancel a request that waits for a lock longer than the body
+		// timeout. After a failed read it stays, so that net/http's attempt
+		// to drain the rest of the body gives up at once.
+		_ = rc.SetReadDeadline(time.Time{})
+	} else {
+		w.Header().Set("Connection", "close")
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

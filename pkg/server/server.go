@@ -64,6 +64,7 @@ type Config struct {
 	Grace       time.Duration
 	MaxInflight int
 	LeaderWait  time.Duration
+	BodyTimeout time.Duration
 	// Hostname defaults to os.Hostname.
 	Hostname func() (string, error)
 }
@@ -263,10 +264,10 @@ func New(cfg Config) (_ *Server, err error) {
 	base, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.http = &http.Server{
-		Handler:           api.New(s.router, s, s.log.With("component", "api")),
+		Handler:           api.New(s.router, s, api.Config{Logger: s.log.With("component", "api"), BodyTimeout: cfg.BodyTimeout}),
 		ReadHeaderTimeout: 10 * time.Second,
-		// Bodies are at most 1 MiB; a client trickling one in is dropped.
-		ReadTimeout: 30 * time.Second,
+		// No ReadTimeout: the API bounds body reads per request, because
+		// this one would also cancel requests waiting for a lock.
 		IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return base },
 		ConnState:   s.fresh.track,
