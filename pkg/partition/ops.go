@@ -145,7 +145,10 @@ func (g *Group) lockWait(ctx context.Context, t *term, req Request) (fsm.Result,
 		case <-ctx.Done():
 			return fsm.Result{}, ctx.Err()
 		case <-t.done:
-			return fsm.Result{}, ErrNotLeader
+			// Not ErrNotLeader: the router would quietly start the wait
+			// over on the new leader. The contract has waiters answer
+			// "must retry" and lets the client decide.
+			return fsm.Result{}, fmt.Errorf("%w: the partition leader changed while waiting", ErrTryAgain)
 		}
 		if !w.IsHead() {
 			continue

@@ -165,3 +165,23 @@ func TestGrantRacingHangUpIsReleased(t *testing.T) {
 		t.Fatalf("existing lock released: %+v", r)
 	}
 }
+
+// TestWaitersAnswerRetryWhenLeadershipEnds stops a node while requests wait
+// for a lock: they must answer "try again", not hang and not be restarted.
+func TestWaitersAnswerRetryWhenLeadershipEnds(t *testing.T) {
+	n := startSingle(t, 1, nil)
+	g := n.set.Group(0)
+	n.do(Persistent, tryLock("held", "holder", time.Hour))
+	out := make(chan waitResult, 1)
+	go waitLock(context.Background(), g, Persistent, "held", "waiter", time.Minute, time.Minute, out)
+	waitFor(t, time.Second, "waiter queues", func() bool { return lineLength(g, Persistent, "held") == 1 })
+	n.stop()
+	select {
+	case got := <-out:
+		if !errors.Is(got.err, ErrTryAgain) {
+			t.Fatalf("waiter at leadership end: %+v %v", got.res, got.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter still waiting after the node stopped")
+	}
+}
