@@ -8,9 +8,24 @@
 #       ports to use as they are (default: the first free from 18082, 19082, 17946)
 #   KAHUNA_PARTITIONS   passed to kahunad as --partitions when set
 #   KAHUNA_BENCH_READY_TIMEOUT  seconds to wait for /readyz (default 30)
+#   KAHUNA_BENCH_ENDPOINTS  comma-separated base URLs of nodes that are
+#       already running, e.g. http://127.0.0.1:8082,http://127.0.0.1:8084;
+#       when set, no server is built or started and the benchmark spreads its
+#       workers over these endpoints (the port and partition settings above
+#       are then ignored)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+
+ready_timeout=${KAHUNA_BENCH_READY_TIMEOUT:-30}
+
+if [[ -n ${KAHUNA_BENCH_ENDPOINTS:-} ]]; then
+	mkdir -p bin
+	go build -o bin/kahuna-bench ./cmd/kahuna-bench
+	echo "bench.sh: benchmarking the running nodes $KAHUNA_BENCH_ENDPOINTS" >&2
+	# kahuna-bench waits up to the ready timeout for /readyz on every node.
+	exec bin/kahuna-bench -endpoint "$KAHUNA_BENCH_ENDPOINTS" -durability both -ready-timeout "${ready_timeout}s" "$@"
+fi
 
 # port_in_use reports whether anything listens on TCP or UDP port $1
 # (gossip uses both).
@@ -37,7 +52,6 @@ http_port=${KAHUNA_BENCH_HTTP_PORT:-$(free_port 18082)}
 raft_port=${KAHUNA_BENCH_RAFT_PORT:-$(free_port 19082 "$http_port")}
 gossip_port=${KAHUNA_BENCH_GOSSIP_PORT:-$(free_port 17946 "$http_port" "$raft_port")}
 endpoint="http://127.0.0.1:$http_port"
-ready_timeout=${KAHUNA_BENCH_READY_TIMEOUT:-30}
 
 mkdir -p bin
 go build -o bin/kahunad ./cmd/kahunad

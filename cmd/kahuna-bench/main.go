@@ -1,5 +1,7 @@
-// Command kahuna-bench loads a Kahuna server with try-lock/try-unlock pairs
-// on random keys and reports throughput and latency percentiles.
+// Command kahuna-bench loads a Kahuna server or cluster with
+// try-lock/try-unlock pairs on random keys and reports throughput and latency
+// percentiles, with the requests each endpoint answered and the nodes that
+// served them.
 package main
 
 import (
@@ -12,7 +14,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,7 +51,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	def := loadgen.DefaultConfig()
 	fs := flag.NewFlagSet("kahuna-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	endpoint := fs.String("endpoint", def.Endpoint, "base URL of the Kahuna node to load")
+	endpoint := fs.String("endpoint", strings.Join(def.Endpoints, ","),
+		"comma-separated base URLs of the Kahuna nodes to load; worker i uses endpoint i mod their number")
 	workers := fs.Int("workers", def.Workers, "concurrent connections, one request in flight each")
 	keys := fs.Int("keys", def.Keys, "number of distinct resources")
 	duration := fs.Duration("duration", def.Duration, "measured period per durability")
@@ -58,9 +63,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	seed := fs.Uint64("seed", def.Seed, "seed of the key choice; worker i uses (seed, i)")
 	format := fs.String("format", "text", "output format: text or json")
 	timeout := fs.Duration("timeout", def.Timeout, "per-request timeout")
-	readyTimeout := fs.Duration("ready-timeout", 10*time.Second, "how long to wait for GET /readyz to answer 200")
+	readyTimeout := fs.Duration("ready-timeout", 10*time.Second, "how long to wait for GET /readyz to answer 200 on every endpoint")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kahuna-bench [flags]\n\nLoads a Kahuna node with try-lock/try-unlock pairs and reports throughput and latency.\n\n")
+		fmt.Fprintf(stderr, "Usage: kahuna-bench [flags]\n\nLoads Kahuna nodes with try-lock/try-unlock pairs and reports throughput and latency.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -87,8 +92,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if *readyTimeout <= 0 {
 		return options{}, errors.New("-ready-timeout must be positive")
 	}
+	endpoints, err := loadgen.SplitEndpoints(*endpoint)
+	if err != nil {
+		return options{}, fmt.Errorf("-endpoint: %w", err)
+	}
 	opts.cfg = loadgen.Config{
-		Endpoint:   strings.TrimRight(*endpoint, "/"),
+		Endpoints:  endpoints,
 		Workers:    *workers,
 		Keys:       *keys,
 		KeyPrefix:  *keyPrefix,
@@ -116,8 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	if err := waitReady(ctx, opts.cfg.Endpoint, opts.readyTimeout); err != nil {
-		log.Error("server not reachable", "endpoint", opts.cfg.Endpoint, "err", err)
+	if err := waitReady(ctx, opts.cfg.Endpoints, opts.readyTimeout); err != nil {
+		log.Error("server not reachable", "endpoints", opts.cfg.Endpoints, "err", err)
 		fmt.Fprintf(stderr, "kahuna-bench: %v\n", err)
 		return exitFailed
 	}
@@ -171,15 +180,37 @@ func exitCode(results []*loadgen.Result, log *slog.Logger) int {
 	return code
 }
 
-// waitReady polls GET /readyz until it answers 200 or timeout passes.
-func waitReady(ctx context.Context, endpoint string, timeout time.Duration) error {
+// waitReady polls GET /readyz on every endpoint, all at once, until each
+// has answered 200 or timeout passes; the error names every endpoint that
+// never did, with the last thing it said.
+func waitReady(ctx context.Context, endpoints []string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	url := endpoint + wire.PathReadyz
-	var last error
+	errs := make([]error, len(endpoints))
+	var wg sync.WaitGroup
+	for i, e := range endpoints {
+		if slices.Contains(endpoints[:i], e) {
+			continue // a repeated endpoint is waited for once
+		}
+		wg.Go(func() { errs[i] = waitOne(ctx, client, e+wire.PathReadyz, timeout) })
+	}
+	wg.Wait()
+	var failed []string
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err.Error())
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func waitOne(ctx context.Context, client *http.Client, url string, timeout time.Duration) error {
 	for {
-		last = probe(ctx, client, url)
+		last := probe(ctx, client, url)
 		if last == nil {
 			return nil
 		}

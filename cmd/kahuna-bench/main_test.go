@@ -17,13 +17,29 @@ import (
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
-// fakeServer grants every try-lock with a rising token, accepts every
-// unlock, and reports ready once ready is set.
+// fake is a stand-in node: it grants every try-lock with a rising token,
+// accepts every unlock, names itself (or the leader it forwarded to) in
+// servedFrom, and reports ready once ready is set.
+type fake struct {
+	url       string
+	requests  atomic.Int64 // try-locks and unlocks
+	ephemeral atomic.Int64 // ephemeral try-locks
+	probes    atomic.Int64 // GET /readyz
+}
+
 func fakeServer(t *testing.T, ready *atomic.Bool) (string, *atomic.Int64) {
 	t.Helper()
-	var token, ephemeral atomic.Int64
+	f := newFake(t, ready, "fake")
+	return f.url, &f.ephemeral
+}
+
+func newFake(t *testing.T, ready *atomic.Bool, servedFrom string) *fake {
+	t.Helper()
+	f := &fake{}
+	var token atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+wire.PathReadyz, func(w http.ResponseWriter, _ *http.Request) {
+		f.probes.Add(1)
 		if !ready.Load() {
 			http.Error(w, `{"status":"not ready"}`, http.StatusServiceUnavailable)
 			return
@@ -33,16 +49,19 @@ func fakeServer(t *testing.T, ready *atomic.Bool) (string, *atomic.Int64) {
 	mux.HandleFunc("POST "+wire.PathTryLock, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if bytes.Contains(body, []byte(`"durability":0`)) {
-			ephemeral.Add(1)
+			f.ephemeral.Add(1)
 		}
-		fmt.Fprintf(w, `{"type":0,"servedFrom":"fake","fencingToken":%d}`, token.Add(1))
+		f.requests.Add(1)
+		fmt.Fprintf(w, `{"type":0,"servedFrom":%q,"fencingToken":%d}`, servedFrom, token.Add(1))
 	})
 	mux.HandleFunc("POST "+wire.PathTryUnlock, func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, `{"type":3,"servedFrom":"fake"}`)
+		f.requests.Add(1)
+		fmt.Fprintf(w, `{"type":3,"servedFrom":%q}`, servedFrom)
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return srv.URL, &ephemeral
+	f.url = srv.URL
+	return f
 }
 
 func TestRunBothDurabilitiesJSON(t *testing.T) {
@@ -136,7 +155,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := opts.cfg
-	if c.Endpoint != "http://127.0.0.1:8082" || c.Workers != 64 || c.Keys != 10000 || c.Duration != 10*time.Second ||
+	if len(c.Endpoints) != 1 || c.Endpoints[0] != "http://127.0.0.1:8082" || c.Workers != 64 || c.Keys != 10000 || c.Duration != 10*time.Second ||
 		c.Warmup != 2*time.Second || c.ExpiresMs != 10000 || c.KeyPrefix != "bench-" || c.Seed != 1 ||
 		opts.format != "text" || len(opts.durabilities) != 1 || opts.durabilities[0] != wire.Persistent {
 		t.Fatalf("defaults %+v", opts)
@@ -147,6 +166,10 @@ func TestParseFlags(t *testing.T) {
 		{"-workers", "0"},
 		{"-expires-ms", "0"},
 		{"-endpoint", "https://x:1"},
+		{"-endpoint", "http://x:1,https://y:2"},
+		{"-endpoint", "http://x:1,,http://y:2"},
+		{"-endpoint", ""},
+		{"-endpoint", "http://x:1,http://y:2,http://z:3", "-workers", "2"},
 		{"-nope"},
 		{"stray"},
 	} {
@@ -157,5 +180,144 @@ func TestParseFlags(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"-h"}, io.Discard, io.Discard); code != exitOK {
 		t.Errorf("-h: exit %d", code)
+	}
+}
+
+func TestParseEndpointList(t *testing.T) {
+	opts, err := parseFlags([]string{"-endpoint", "http://127.0.0.1:8082/, http://127.0.0.1:8084,http://127.0.0.1:8082"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http://127.0.0.1:8082", "http://127.0.0.1:8084", "http://127.0.0.1:8082"}
+	if fmt.Sprint(opts.cfg.Endpoints) != fmt.Sprint(want) {
+		t.Fatalf("endpoints %q, want %q", opts.cfg.Endpoints, want)
+	}
+
+	var stderr bytes.Buffer
+	code := run(context.Background(), []string{"-endpoint", "http://127.0.0.1:8082,http://127.0.0.1:8084/v1,http://127.0.0.1:8086"}, io.Discard, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), `"http://127.0.0.1:8084/v1"`) ||
+		!strings.Contains(stderr.String(), "entry 2 of 3") || strings.Contains(stderr.String(), "8086") {
+		t.Fatalf("exit %d, the bad endpoint is not named clearly:\n%s", code, stderr.String())
+	}
+}
+
+// TestRunClusterJSON drives three nodes of which two forward to the third,
+// as followers do to a partition leader.
+func TestRunClusterJSON(t *testing.T) {
+	var ready atomic.Bool
+	ready.Store(true)
+	leader := newFake(t, &ready, "n1")
+	f2 := newFake(t, &ready, "n1")
+	f3 := newFake(t, &ready, `n"3`)
+	list := leader.url + "," + f2.url + "," + f3.url
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{
+		"-endpoint", list, "-workers", "6", "-duration", "100ms", "-warmup", "0s", "-format", "json",
+	}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	var results []struct {
+		Requests          uint64            `json:"requests"`
+		Endpoints         map[string]uint64 `json:"endpoints"`
+		ServedFrom        map[string]uint64 `json:"servedFrom"`
+		ServedFromMissing uint64            `json:"servedFromMissing"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &results); err != nil || len(results) != 1 {
+		t.Fatalf("stdout is not one JSON result: %v\n%s", err, stdout.String())
+	}
+	r := results[0]
+	for _, f := range []*fake{leader, f2, f3} {
+		if n := r.Endpoints[f.url]; n == 0 || n != uint64(f.requests.Load()) {
+			t.Errorf("%s: result counts %d requests, the fake answered %d", f.url, n, f.requests.Load())
+		}
+	}
+	wantN1 := uint64(leader.requests.Load() + f2.requests.Load())
+	if len(r.Endpoints) != 3 || len(r.ServedFrom) != 2 || r.ServedFrom["n1"] != wantN1 ||
+		r.ServedFrom[`n"3`] != uint64(f3.requests.Load()) || r.ServedFromMissing != 0 {
+		t.Fatalf("endpoints %v, servedFrom %q (missing %d) for %d requests", r.Endpoints, r.ServedFrom, r.ServedFromMissing, r.Requests)
+	}
+}
+
+func TestRunClusterText(t *testing.T) {
+	var ready atomic.Bool
+	ready.Store(true)
+	a, b := newFake(t, &ready, "n1"), newFake(t, &ready, "n2")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{
+		"-endpoint", a.url + "," + b.url, "-workers", "2", "-duration", "50ms", "-warmup", "0s",
+	}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	want := fmt.Sprintf("persistent endpoints: %s=%d %s=%d\npersistent servedFrom: n1=%d n2=%d\n",
+		a.url, a.requests.Load(), b.url, b.requests.Load(), a.requests.Load(), b.requests.Load())
+	if !strings.HasSuffix(stdout.String(), want) {
+		t.Fatalf("output does not end in\n%s\ngot\n%s", want, stdout.String())
+	}
+}
+
+// TestRunWaitsForEveryEndpoint has one of three nodes answer 503 for a
+// while: the load must not start before it is ready too.
+func TestRunWaitsForEveryEndpoint(t *testing.T) {
+	var up, late atomic.Bool
+	up.Store(true)
+	a, b := newFake(t, &up, "a"), newFake(t, &up, "b")
+	c := newFake(t, &late, "c")
+	readyAt := time.Now().Add(300 * time.Millisecond)
+	time.AfterFunc(300*time.Millisecond, func() { late.Store(true) })
+
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{
+		"-endpoint", a.url + "," + b.url + "," + c.url, "-workers", "3", "-duration", "50ms", "-warmup", "0s",
+		"-ready-timeout", "3s",
+	}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	if time.Now().Before(readyAt) {
+		t.Fatal("the run finished before the last endpoint was ready")
+	}
+	if c.probes.Load() < 2 || a.probes.Load() < 1 || b.probes.Load() < 1 {
+		t.Fatalf("readiness probes a=%d b=%d c=%d", a.probes.Load(), b.probes.Load(), c.probes.Load())
+	}
+	if a.requests.Load() == 0 || b.requests.Load() == 0 || c.requests.Load() == 0 {
+		t.Fatalf("requests a=%d b=%d c=%d", a.requests.Load(), b.requests.Load(), c.requests.Load())
+	}
+}
+
+// TestRunNotReadyNamesEndpoint checks that a node that never gets ready
+// fails the run within the one -ready-timeout, named with its 503, while
+// the ready nodes get no load and no blame.
+func TestRunNotReadyNamesEndpoint(t *testing.T) {
+	var up, never atomic.Bool
+	up.Store(true)
+	a, c := newFake(t, &up, "a"), newFake(t, &never, "c")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := run(context.Background(), []string{
+		"-endpoint", a.url + "," + c.url + "," + dead, "-ready-timeout", "300ms",
+	}, &stdout, &stderr)
+	if code != exitFailed {
+		t.Fatalf("exit %d, want %d", code, exitFailed)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("waited %s for a 300ms -ready-timeout", time.Since(start))
+	}
+	msg := stderr.String()
+	if !strings.Contains(msg, c.url+"/readyz not ready after 300ms: HTTP 503") ||
+		!strings.Contains(msg, dead+"/readyz not ready after 300ms") || !strings.Contains(msg, "refused") ||
+		strings.Contains(msg, a.url+"/readyz not ready") || stdout.Len() != 0 {
+		t.Fatalf("unclear failure message:\n%s", msg)
+	}
+	if a.requests.Load() != 0 || c.requests.Load() != 0 {
+		t.Fatal("load started although an endpoint was not ready")
 	}
 }

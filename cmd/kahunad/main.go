@@ -122,7 +122,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	if err != nil {
 		log.Error("kahunad could not start", "err", err)
 		fmt.Fprintf(stderr, "kahunad: %v\n", err)
-		if errors.Is(err, server.ErrConfig) || errors.Is(err, server.ErrNotSupport) {
+		if errors.Is(err, server.ErrConfig) {
 			return 2
 		}
 		return 1

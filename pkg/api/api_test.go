@@ -26,6 +26,7 @@ func startServer(t *testing.T, mutate ...func(*server.Config)) string {
 		DataDir:    t.TempDir(),
 		HTTPAddr:   "127.0.0.1:0",
 		RaftAddr:   "127.0.0.1:0",
+		GossipAddr: "127.0.0.1:0",
 		Partitions: 3,
 		Logger:     logging.Discard(),
 		Raft:       partition.FastRaftTimings(),

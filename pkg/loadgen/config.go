@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/wire"
@@ -12,7 +13,7 @@ import (
 
 // Config describes one load run against one durability.
 type Config struct {
-	Endpoint   string          // base URL, e.g. http://127.0.0.1:8082
+	Endpoints  []string        // base URLs, e.g. http://127.0.0.1:8082; worker i uses Endpoints[i % len(Endpoints)]
 	Workers    int             // concurrent connections, each with one request in flight
 	Keys       int             // size of the key space
 	KeyPrefix  string          // resources are <KeyPrefix><n>, n in [0, Keys)
@@ -28,7 +29,7 @@ type Config struct {
 // DefaultConfig returns the load tool's defaults.
 func DefaultConfig() Config {
 	return Config{
-		Endpoint:   "http://127.0.0.1:8082",
+		Endpoints:  []string{"http://127.0.0.1:8082"},
 		Workers:    64,
 		Keys:       10000,
 		KeyPrefix:  "bench-",
@@ -44,8 +45,14 @@ func DefaultConfig() Config {
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
+	case len(c.Endpoints) == 0:
+		return errors.New("no endpoint given")
 	case c.Workers < 1:
 		return errors.New("workers must be at least 1")
+	case c.Workers < len(c.Endpoints):
+		// An endpoint without a worker would get no load at all, which a
+		// cluster benchmark must not pass off as driving every node.
+		return fmt.Errorf("workers (%d) must be at least the number of endpoints (%d)", c.Workers, len(c.Endpoints))
 	case c.Keys < 1:
 		return errors.New("keys must be at least 1")
 	case c.Duration <= 0:
@@ -57,8 +64,48 @@ func (c Config) Validate() error {
 	case c.Durability != wire.Persistent && c.Durability != wire.Ephemeral:
 		return fmt.Errorf("unknown durability %d", c.Durability)
 	}
-	_, _, err := ParseEndpoint(c.Endpoint)
-	return err
+	for i, e := range c.Endpoints {
+		if _, _, err := ParseEndpoint(e); err != nil {
+			return entryError(err, i, len(c.Endpoints))
+		}
+	}
+	return nil
+}
+
+// SplitEndpoints parses a comma-separated list of base URLs, such as the
+// -endpoint flag takes. Blanks around entries and trailing slashes are
+// dropped; every entry must pass ParseEndpoint, and the error names the
+// first that does not. Duplicates are kept: listing a node twice gives it
+// twice the workers.
+func SplitEndpoints(list string) ([]string, error) {
+	parts := strings.Split(list, ",")
+	endpoints := make([]string, 0, len(parts))
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			if len(parts) == 1 {
+				return nil, errors.New("no endpoint given")
+			}
+			return nil, entryError(errors.New("empty endpoint"), i, len(parts))
+		}
+		base := strings.TrimRight(p, "/")
+		if _, _, err := ParseEndpoint(base); err != nil {
+			if _, _, e := ParseEndpoint(p); e != nil {
+				err = e // names the entry as it was written
+			}
+			return nil, entryError(err, i, len(parts))
+		}
+		endpoints = append(endpoints, base)
+	}
+	return endpoints, nil
+}
+
+// entryError says which entry of a list err is about, when there are several.
+func entryError(err error, i, n int) error {
+	if n == 1 {
+		return err
+	}
+	return fmt.Errorf("%w (entry %d of %d)", err, i+1, n)
 }
 
 // ParseEndpoint turns a base URL into the address to dial and the Host

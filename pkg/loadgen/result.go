@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
@@ -24,7 +26,19 @@ type Result struct {
 	RequestsPerSec float64           `json:"requestsPerSec"`
 	LatencyUs      LatencyUs         `json:"latencyUs"`
 	Outcomes       map[string]uint64 `json:"outcomes"` // by reply type name
-	Errors         uint64            `json:"errors"`
+	// Endpoints counts Requests by the base URL they were sent to; every
+	// endpoint of the run is listed, with 0 if it answered nothing.
+	Endpoints map[string]uint64 `json:"endpoints"`
+	// EndpointOrder lists the endpoints as the run was given them, without
+	// repeats, for the text report.
+	EndpointOrder []string `json:"-"`
+	// ServedFrom counts Requests by the node named in the reply's top-level
+	// "servedFrom": with a cluster, the replies not served by the node they
+	// were sent to were forwarded. ServedFromMissing counts replies without
+	// that field (such as a plain-text 404).
+	ServedFrom        map[string]uint64 `json:"servedFrom"`
+	ServedFromMissing uint64            `json:"servedFromMissing"`
+	Errors            uint64            `json:"errors"`
 	// BadReplies are HTTP replies whose body had no numeric type.
 	BadReplies uint64 `json:"badReplies"`
 	// BadTokens are Locked replies without a non-negative fencingToken.
@@ -73,7 +87,8 @@ func WriteJSON(w io.Writer, results ...*Result) error {
 }
 
 // WriteText writes the results as a table, one row per run, followed by the
-// outcome counts of each run.
+// outcome counts, the requests per endpoint and the requests per serving node
+// of each run.
 func WriteText(w io.Writer, results ...*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "durability\tworkers\tkeys\tduration\trequests\treq/s\tp50\tp90\tp99\tp99.9\tmax\terrors\t")
@@ -98,8 +113,65 @@ func WriteText(w io.Writer, results ...*Result) error {
 		if _, err := fmt.Fprintln(w, line); err != nil {
 			return fmt.Errorf("write outcomes: %w", err)
 		}
+		if len(r.Endpoints) > 0 {
+			if _, err := fmt.Fprintln(w, r.Durability+" endpoints: "+formatEndpoints(r)); err != nil {
+				return fmt.Errorf("write endpoints: %w", err)
+			}
+		}
+		if _, err := fmt.Fprintln(w, r.Durability+" servedFrom: "+formatServedFrom(r)); err != nil {
+			return fmt.Errorf("write servedFrom: %w", err)
+		}
 	}
 	return nil
+}
+
+// formatEndpoints lists the requests per endpoint in the order the run was
+// given them.
+func formatEndpoints(r *Result) string {
+	order := r.EndpointOrder
+	if len(order) == 0 {
+		order = sortedKeys(r.Endpoints)
+	}
+	parts := make([]string, 0, len(order))
+	for _, e := range order {
+		parts = append(parts, fmt.Sprintf("%s=%d", e, r.Endpoints[e]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// formatServedFrom lists the requests per serving node by name, then those
+// whose reply named none.
+func formatServedFrom(r *Result) string {
+	var parts []string
+	for _, name := range sortedKeys(r.ServedFrom) {
+		parts = append(parts, fmt.Sprintf("%s=%d", textName(name), r.ServedFrom[name]))
+	}
+	if r.ServedFromMissing > 0 {
+		parts = append(parts, fmt.Sprintf("(missing)=%d", r.ServedFromMissing))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// textName quotes a node name that would not read as one word.
+func textName(s string) string {
+	if s == "" || strings.ContainsFunc(s, func(c rune) bool {
+		return c == '=' || c == '"' || c == '(' || unicode.IsSpace(c) || !unicode.IsGraphic(c)
+	}) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+func sortedKeys(m map[string]uint64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func us(v int64) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,16 +31,25 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	if cfg.Owner == "" {
 		cfg.Owner = fmt.Sprintf("kahuna-bench-%d-", os.Getpid())
 	}
-	addr, host, err := ParseEndpoint(cfg.Endpoint)
-	if err != nil {
-		return nil, err
-	}
-	workers := make([]*worker, cfg.Workers)
-	for i := range workers {
-		workers[i], err = newWorker(cfg, i, NewClient(addr, host, cfg.Timeout))
+	type target struct{ addr, host string }
+	targets := make([]target, len(cfg.Endpoints))
+	for i, e := range cfg.Endpoints {
+		addr, host, err := ParseEndpoint(e)
 		if err != nil {
 			return nil, err
 		}
+		targets[i] = target{addr, host}
+	}
+	// Worker i sticks to one endpoint, so each keeps its connection alive
+	// and the nodes share the workers as evenly as the count allows.
+	workers := make([]*worker, cfg.Workers)
+	for i := range workers {
+		e := i % len(targets)
+		w, err := newWorker(cfg, i, e, NewClient(targets[e].addr, targets[e].host, cfg.Timeout))
+		if err != nil {
+			return nil, err
+		}
+		workers[i] = w
 	}
 
 	// Workers poll an atomic flag rather than ctx.Err(), which takes a lock
@@ -58,7 +68,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
 	stopAt := measureFrom.Add(cfg.Duration)
-	log.Info("load run started", "durability", cfg.Durability.String(),
+	log.Info("load run started", "durability", cfg.Durability.String(), "endpoints", cfg.Endpoints,
 		"workers", cfg.Workers, "keys", cfg.Keys, "warmup", cfg.Warmup, "duration", cfg.Duration)
 	var wg sync.WaitGroup
 	for _, w := range workers {
@@ -86,22 +96,31 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 func merge(cfg Config, workers []*worker, elapsed time.Duration) *Result {
 	hist := newHistogram()
 	var total stats
+	endpoints := make(map[string]uint64, len(cfg.Endpoints))
+	for _, e := range cfg.Endpoints {
+		endpoints[e] = 0 // an endpoint that answered nothing shows as 0
+	}
 	for _, w := range workers {
 		hist.Merge(w.hist)
 		total.add(&w.stats)
+		endpoints[cfg.Endpoints[w.endpoint]] += w.stats.requests
 	}
 	res := &Result{
-		Durability:       cfg.Durability.String(),
-		Workers:          cfg.Workers,
-		Keys:             cfg.Keys,
-		Duration:         elapsed,
-		Requests:         total.requests,
-		Outcomes:         total.outcomeMap(),
-		Errors:           total.errors,
-		BadReplies:       total.badReplies,
-		BadTokens:        total.badTokens,
-		TokenRegressions: total.regressions,
-		FirstError:       total.firstError,
+		Durability:        cfg.Durability.String(),
+		Workers:           cfg.Workers,
+		Keys:              cfg.Keys,
+		Duration:          elapsed,
+		Requests:          total.requests,
+		Outcomes:          total.outcomeMap(),
+		EndpointOrder:     uniqueInOrder(cfg.Endpoints),
+		Endpoints:         endpoints,
+		ServedFrom:        total.served.byNode(),
+		ServedFromMissing: total.served.missing,
+		Errors:            total.errors,
+		BadReplies:        total.badReplies,
+		BadTokens:         total.badTokens,
+		TokenRegressions:  total.regressions,
+		FirstError:        total.firstError,
 	}
 	if elapsed > 0 {
 		res.RequestsPerSec = float64(total.requests) / elapsed.Seconds()
@@ -128,4 +147,15 @@ const (
 
 func newHistogram() *hdrhistogram.Histogram {
 	return hdrhistogram.New(histMinUs, histMaxUs, histSigFigs)
+}
+
+// uniqueInOrder drops repeats, keeping the first of each.
+func uniqueInOrder(s []string) []string {
+	out := make([]string, 0, len(s))
+	for _, v := range s {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -19,6 +19,7 @@ import (
 // try-unlock semantics, recording what the load tool sent.
 type fakeLocks struct {
 	mu         sync.Mutex
+	served     string              // servedFrom member of every reply, e.g. `,"servedFrom":"fake"`
 	held       map[string]fakeLock // by durability/resource
 	lastToken  int64
 	regress    bool // hand out decreasing tokens, to prove the check works
@@ -38,6 +39,7 @@ type fakeLock struct {
 
 func newFakeLocks() *fakeLocks {
 	return &fakeLocks{
+		served:     `,"servedFrom":"fake"`,
 		held:       make(map[string]fakeLock),
 		lastToken:  1_000_000,
 		owners:     make(map[string]bool),
@@ -65,7 +67,7 @@ func (f *fakeLocks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case wire.PathTryLock:
 		f.resources = append(f.resources, *req.Resource)
 		if live && l.owner != *req.Owner {
-			fmt.Fprintf(w, `{"type":1,"servedFrom":"fake","owner":%q}`, l.owner)
+			fmt.Fprintf(w, `{"type":1%s,"owner":%q}`, f.served, l.owner)
 			return
 		}
 		if !live {
@@ -78,18 +80,18 @@ func (f *fakeLocks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.held[key] = l
 			f.grants++
 		}
-		fmt.Fprintf(w, `{"type":0,"servedFrom":"fake","fencingToken":%d}`, l.token)
+		fmt.Fprintf(w, `{"type":0%s,"fencingToken":%d}`, f.served, l.token)
 	case wire.PathTryUnlock:
 		switch {
 		case !ok:
 			f.badUnlocks++
-			fmt.Fprint(w, `{"type":102,"servedFrom":"fake"}`)
+			fmt.Fprintf(w, `{"type":102%s}`, f.served)
 		case l.owner != *req.Owner:
 			f.badUnlocks++
-			fmt.Fprint(w, `{"type":103,"servedFrom":"fake"}`)
+			fmt.Fprintf(w, `{"type":103%s}`, f.served)
 		default:
 			delete(f.held, key)
-			fmt.Fprint(w, `{"type":3,"servedFrom":"fake"}`)
+			fmt.Fprintf(w, `{"type":3%s}`, f.served)
 		}
 	default:
 		http.NotFound(w, r)
@@ -105,7 +107,7 @@ func startFake(t *testing.T, f *fakeLocks) string {
 
 func testConfig(endpoint string) Config {
 	cfg := DefaultConfig()
-	cfg.Endpoint = endpoint
+	cfg.Endpoints = []string{endpoint}
 	cfg.Workers = 8
 	cfg.Keys = 4 // few keys so workers collide and see Busy
 	cfg.Duration = 300 * time.Millisecond
@@ -158,6 +160,12 @@ func TestRunCountsAddUp(t *testing.T) {
 	}
 	if res.Duration < cfg.Duration || res.RequestsPerSec <= 0 {
 		t.Fatalf("duration %s, rate %f", res.Duration, res.RequestsPerSec)
+	}
+	if len(res.Endpoints) != 1 || res.Endpoints[cfg.Endpoints[0]] != res.Requests {
+		t.Fatalf("endpoints %v for %d requests", res.Endpoints, res.Requests)
+	}
+	if len(res.ServedFrom) != 1 || res.ServedFrom["fake"] != res.Requests || res.ServedFromMissing != 0 {
+		t.Fatalf("servedFrom %v, missing %d for %d requests", res.ServedFrom, res.ServedFromMissing, res.Requests)
 	}
 }
 
@@ -239,6 +247,9 @@ func TestRunCountsErrorsAndBadReplies(t *testing.T) {
 	if res.Requests == 0 || res.BadReplies != res.Requests || len(res.Outcomes) != 0 || !strings.Contains(res.FirstError, "404") {
 		t.Fatalf("404s not counted as bad replies: %+v", res)
 	}
+	if len(res.ServedFrom) != 0 || res.ServedFromMissing != res.Requests {
+		t.Fatalf("plain-text 404s counted as served by %v (missing %d of %d)", res.ServedFrom, res.ServedFromMissing, res.Requests)
+	}
 
 	srv.Close() // now nothing listens: every request is a transport error
 	res, err = Run(context.Background(), cfg, nil)
@@ -247,6 +258,9 @@ func TestRunCountsErrorsAndBadReplies(t *testing.T) {
 	}
 	if res.Errors == 0 || res.Requests != 0 || res.FirstError == "" {
 		t.Fatalf("dial failures not counted as errors: %+v", res)
+	}
+	if got := res.Endpoints[srv.URL]; len(res.Endpoints) != 1 || got != 0 {
+		t.Fatalf("a dead endpoint must show with 0 requests: %v", res.Endpoints)
 	}
 }
 
@@ -272,7 +286,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		func(c *Config) { c.Duration = 0 },
 		func(c *Config) { c.ExpiresMs = 0 },
 		func(c *Config) { c.Durability = 2 },
-		func(c *Config) { c.Endpoint = "https://x" },
+		func(c *Config) { c.Endpoints = []string{"https://x"} },
+		func(c *Config) { c.Endpoints = nil },
+		func(c *Config) { c.Endpoints = []string{"http://a:1", "http://b:1"}; c.Workers = 1 },
 	} {
 		cfg := DefaultConfig()
 		mutate(&cfg)
@@ -288,12 +304,19 @@ func TestWriteOutputs(t *testing.T) {
 		Requests: 30, RequestsPerSec: 20,
 		LatencyUs: LatencyUs{P50: 100, P90: 200, P99: 300, P999: 400, Max: 1500},
 		Outcomes:  map[string]uint64{"Unlocked": 10, "Locked": 10, "Busy": 10, "type7": 1},
+		Endpoints: map[string]uint64{"http://a:1": 10, "http://b:2": 20, "http://c:3": 0},
+		// Given out of order, to show the text keeps the run's order.
+		EndpointOrder:     []string{"http://b:2", "http://a:1", "http://c:3"},
+		ServedFrom:        map[string]uint64{"n2": 20, "n1": 7, `odd "name"`: 2},
+		ServedFromMissing: 1,
 	}
 	var text bytes.Buffer
 	if err := WriteText(&text, res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"persistent", "1.5s", "100µs", "1.5ms", "Locked=10 Busy=10 Unlocked=10 type7=1"} {
+	for _, want := range []string{"persistent", "1.5s", "100µs", "1.5ms", "Locked=10 Busy=10 Unlocked=10 type7=1",
+		"\npersistent endpoints: http://b:2=20 http://a:1=10 http://c:3=0\n",
+		"\npersistent servedFrom: n1=7 n2=20 \"odd \\\"name\\\"\"=2 (missing)=1\n"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text output lacks %q:\n%s", want, text.String())
 		}
@@ -309,5 +332,17 @@ func TestWriteOutputs(t *testing.T) {
 	if len(got) != 2 || got[0]["durationSeconds"] != 1.5 || got[0]["requests"] != 30.0 ||
 		got[0]["latencyUs"].(map[string]any)["p99.9"] != 400.0 {
 		t.Fatalf("JSON output %s", js.String())
+	}
+	endpoints, _ := got[0]["endpoints"].(map[string]any)
+	served, _ := got[0]["servedFrom"].(map[string]any)
+	if len(endpoints) != 3 || endpoints["http://b:2"] != 20.0 || endpoints["http://c:3"] != 0.0 ||
+		len(served) != 3 || served[`odd "name"`] != 2.0 || got[0]["servedFromMissing"] != 1.0 || got[0]["EndpointOrder"] != nil {
+		t.Fatalf("JSON endpoints %v, servedFrom %v in %s", endpoints, served, js.String())
+	}
+	// Only the table's header and rows are aligned; the new lines follow it.
+	lines := strings.Split(text.String(), "\n")
+	if !strings.HasPrefix(strings.TrimSpace(lines[0]), "durability  ") || !strings.HasPrefix(strings.TrimSpace(lines[1]), "persistent  ") ||
+		!strings.HasPrefix(lines[2], "persistent outcomes: ") {
+		t.Fatalf("table changed:\n%s", text.String())
 	}
 }

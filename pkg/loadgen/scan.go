@@ -1,6 +1,8 @@
 package loadgen
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"math"
 
@@ -12,6 +14,11 @@ type Reply struct {
 	Type     wire.Type
 	Token    int64
 	HasToken bool
+	// ServedFrom is the top-level "servedFrom" string as it appears between
+	// its quotes, escapes and all; it aliases the scanned body. It is nil
+	// when the field is absent or not a string. DecodeServedFrom turns it
+	// into the node name.
+	ServedFrom []byte
 }
 
 // ErrNoType means a reply body had no top-level numeric "type".
@@ -19,10 +26,11 @@ var ErrNoType = errors.New("reply has no numeric type")
 
 var errJSON = errors.New("malformed JSON reply")
 
-// ScanReply pulls the top-level "type" and "fencingToken" out of a JSON
-// object. It walks the bytes once and never allocates, which matters at tens
-// of thousands of replies a second; everything else in the body is skipped,
-// including fields of the same name inside nested objects.
+// ScanReply pulls the top-level "type", "fencingToken" and "servedFrom" out
+// of a JSON object. It walks the bytes once and never allocates, which
+// matters at tens of thousands of replies a second; everything else in the
+// body is skipped, including fields of the same name inside nested objects.
+// With ErrNoType the other fields are still filled in.
 func ScanReply(b []byte) (Reply, error) {
 	var r Reply
 	hasType := false
@@ -68,6 +76,21 @@ func ScanReply(b []byte) (Reply, error) {
 			if i, ok = skipValue(b, i); !ok {
 				return r, errJSON
 			}
+		case "servedFrom":
+			if i < len(b) && b[i] == '"' {
+				end, ok := stringEnd(b, i)
+				if !ok {
+					return r, errJSON
+				}
+				r.ServedFrom = b[i+1 : end-1 : end-1]
+				i = end
+				break
+			}
+			// null or another non-string: treat as absent.
+			r.ServedFrom = nil
+			if i, ok = skipValue(b, i); !ok {
+				return r, errJSON
+			}
 		default:
 			if i, ok = skipValue(b, i); !ok {
 				return r, errJSON
@@ -89,6 +112,23 @@ func ScanReply(b []byte) (Reply, error) {
 			return r, errJSON
 		}
 	}
+}
+
+// DecodeServedFrom turns the raw contents of a JSON string, as ScanReply
+// returns them in Reply.ServedFrom, into the string they stand for. Only
+// names with escapes pay for a decode; one whose escapes are invalid is
+// returned as it is.
+func DecodeServedFrom(raw []byte) string {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	quoted := make([]byte, 0, len(raw)+2)
+	quoted = append(append(append(quoted, '"'), raw...), '"')
+	var s string
+	if err := json.Unmarshal(quoted, &s); err != nil {
+		return string(raw)
+	}
+	return s
 }
 
 func skipSpace(b []byte, i int) int {

@@ -71,6 +71,8 @@ func TestScanReplyMatchesWire(t *testing.T) {
 	expires := int64(500)
 	for _, resp := range []wire.LockResponse{
 		{Type: wire.Locked, ServedFrom: "node-1", FencingToken: &token},
+		{Type: wire.Locked, ServedFrom: "n\"ü<&>\\\u2028", FencingToken: &token},
+		{Type: wire.Unlocked},
 		{Type: wire.Busy, ServedFrom: "node-2", FencingToken: &token, Owner: "someone"},
 		{Type: wire.Got, ServedFrom: "n", FencingToken: &token, Owner: "o", Expires: &wire.HLC{L: 1}, AcquiredAt: "2024-01-01T00:00:00.000Z", ExpiresInMs: &expires},
 		{Type: wire.MustRetry, ServedFrom: "n", Error: `no leader for "x"`},
@@ -84,9 +86,70 @@ func TestScanReplyMatchesWire(t *testing.T) {
 			t.Fatalf("%s: %v", b, err)
 		}
 		hasToken := resp.FencingToken != nil
-		if r.Type != resp.Type || r.HasToken != hasToken || (hasToken && r.Token != *resp.FencingToken) {
+		if r.Type != resp.Type || r.HasToken != hasToken || (hasToken && r.Token != *resp.FencingToken) ||
+			r.ServedFrom == nil || DecodeServedFrom(r.ServedFrom) != resp.ServedFrom {
 			t.Fatalf("%s: got %+v", b, r)
 		}
+	}
+}
+
+func TestScanReplyServedFrom(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		raw     string // as it appears between the quotes
+		decoded string
+		present bool
+		err     bool // any error other than ErrNoType
+	}{
+		{"plain", `{"type":0,"servedFrom":"node-1","fencingToken":4}`, "node-1", "node-1", true, false},
+		{"first field", `{"servedFrom":"n2","type":3}`, "n2", "n2", true, false},
+		{"escaped quotes", `{"type":0,"servedFrom":"a\"b\\c\"","fencingToken":1}`, `a\"b\\c\"`, `a"b\c"`, true, false},
+		{"ends in an escaped backslash", `{"type":0,"servedFrom":"n\\"}`, `n\\`, `n\`, true, false},
+		{"unicode escape", `{"type":0,"servedFrom":"n\u00fc"}`, `n\u00fc`, "nü", true, false},
+		{"empty name", `{"type":0,"servedFrom":""}`, "", "", true, false},
+		{"whitespace", "{ \"type\" : 0 , \"servedFrom\" :\t\"n1\" }", "n1", "n1", true, false},
+		{"missing", `{"type":0,"fencingToken":4}`, "", "", false, false},
+		{"nested only", `{"type":0,"meta":{"servedFrom":"x","in":{"servedFrom":"y"}},"arr":[{"servedFrom":"z"}]}`, "", "", false, false},
+		{"nested before and after", `{"meta":{"servedFrom":"x"},"servedFrom":"top","arr":[{"servedFrom":"z"}],"type":1}`, "top", "top", true, false},
+		{"inside a string", `{"error":"\"servedFrom\":\"x\"","type":100}`, "", "", false, false},
+		{"as a value", `{"owner":"servedFrom","type":1}`, "", "", false, false},
+		{"null", `{"type":0,"servedFrom":null}`, "", "", false, false},
+		{"number", `{"type":0,"servedFrom":7}`, "", "", false, false},
+		{"object", `{"type":0,"servedFrom":{"servedFrom":"x"}}`, "", "", false, false},
+		{"repeated, last wins", `{"servedFrom":"a","type":0,"servedFrom":"b"}`, "b", "b", true, false},
+		{"repeated, last is null", `{"servedFrom":"a","type":0,"servedFrom":null}`, "", "", false, false},
+		{"no type", `{"servedFrom":"n1","error":"boom"}`, "n1", "n1", true, false},
+		{"unterminated", `{"type":0,"servedFrom":"n1`, "", "", false, true},
+		{"escaped end quote only", `{"type":0,"servedFrom":"n1\"}`, "", "", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := ScanReply([]byte(tt.body))
+			if tt.err {
+				if err == nil || errors.Is(err, ErrNoType) {
+					t.Fatalf("want a malformed-JSON error, got %v", err)
+				}
+				return
+			}
+			if err != nil && !errors.Is(err, ErrNoType) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			if (r.ServedFrom != nil) != tt.present || string(r.ServedFrom) != tt.raw {
+				t.Fatalf("got %q (present %v), want %q (present %v)", r.ServedFrom, r.ServedFrom != nil, tt.raw, tt.present)
+			}
+			if tt.present {
+				if got := DecodeServedFrom(r.ServedFrom); got != tt.decoded {
+					t.Fatalf("decoded %q, want %q", got, tt.decoded)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeServedFromInvalidEscape(t *testing.T) {
+	if got := DecodeServedFrom([]byte(`a\qb`)); got != `a\qb` {
+		t.Fatalf("got %q", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -27,6 +28,7 @@ type stats struct {
 	regressions uint64
 	maxUs       int64
 	firstError  string
+	served      servedTally
 }
 
 func (s *stats) add(o *stats) {
@@ -42,6 +44,7 @@ func (s *stats) add(o *stats) {
 	s.badTokens += o.badTokens
 	s.regressions += o.regressions
 	s.maxUs = max(s.maxUs, o.maxUs)
+	s.served.add(&o.served)
 	if s.firstError == "" {
 		s.firstError = o.firstError
 	}
@@ -83,6 +86,7 @@ func (s *stats) outcomeMap() map[string]uint64 {
 // hot loop shares nothing with other workers.
 type worker struct {
 	client     *Client
+	endpoint   int // index into Config.Endpoints of the node client talks to
 	rng        *rand.Rand
 	keys       int
 	head       []byte // {"resource":"<prefix>
@@ -94,7 +98,7 @@ type worker struct {
 	stats      stats
 }
 
-func newWorker(cfg Config, index int, client *Client) (*worker, error) {
+func newWorker(cfg Config, index int, endpoint int, client *Client) (*worker, error) {
 	prefix, err := jsonString(cfg.KeyPrefix)
 	if err != nil {
 		return nil, err
@@ -110,6 +114,7 @@ func newWorker(cfg Config, index int, client *Client) (*worker, error) {
 	d := int(cfg.Durability)
 	return &worker{
 		client:     client,
+		endpoint:   endpoint,
 		rng:        rand.New(rand.NewPCG(cfg.Seed, uint64(index))),
 		keys:       cfg.Keys,
 		head:       []byte(`{"resource":"` + prefix),
@@ -179,13 +184,18 @@ func (w *worker) do(path string, start time.Time, measured bool) (rep Reply, ok 
 	}
 	us := time.Since(start).Microseconds()
 	rep, err = ScanReply(resp.Body)
+	servedFrom := rep.ServedFrom // still known when only the type is missing
 	if err != nil {
+		if !errors.Is(err, ErrNoType) {
+			servedFrom = nil
+		}
 		rep = Reply{Type: -1}
 	}
 	if !measured {
 		return rep, true
 	}
 	w.stats.requests++
+	w.stats.served.count(servedFrom, 1)
 	w.stats.maxUs = max(w.stats.maxUs, us)
 	_ = w.hist.RecordValue(min(max(us, histMinUs), histMaxUs))
 	if err != nil {

@@ -73,3 +73,23 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("text line %q", buf.String())
 	}
 }
+
+func TestStdLoggerLevels(t *testing.T) {
+	var buf bytes.Buffer
+	l, _ := New(&buf, "json", slog.LevelInfo)
+	std := StdLogger(l.With("component", "memberlist"))
+	std.Printf("[DEBUG] memberlist: probing %s", "n2")
+	std.Printf("[WARN] memberlist: was able to connect to %s but other probes failed", "n3")
+	std.Printf("[ERR] memberlist: failed to receive: %v", "EOF")
+	std.Printf("no prefix at all")
+	got := lines(t, &buf)
+	if len(got) != 3 {
+		t.Fatalf("want 3 lines (debug dropped), got %v", got)
+	}
+	if got[0]["level"] != "WARN" || got[0]["msg"] != "memberlist: was able to connect to n3 but other probes failed" || got[0]["component"] != "memberlist" {
+		t.Fatalf("warn line %v", got[0])
+	}
+	if got[1]["level"] != "ERROR" || got[2]["level"] != "INFO" || got[2]["msg"] != "no prefix at all" {
+		t.Fatalf("lines %v", got)
+	}
+}

@@ -267,3 +267,42 @@ func (g *Group) Close() error {
 	})
 	return errors.Join(errs...)
 }
+
+// Voters returns the IDs and addresses of the group's voters.
+func (g *Group) Voters() (map[string]string, error) {
+	f := g.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("partition %d: read configuration: %w", g.id, err)
+	}
+	out := map[string]string{}
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			out[string(srv.ID)] = string(srv.Address)
+		}
+	}
+	return out, nil
+}
+
+// TransferLeadership hands this node's leadership of the partition to the
+// voter id, or to any up-to-date voter when id is empty. It returns once the
+// transfer has finished or failed.
+func (g *Group) TransferLeadership(id string) error {
+	var f raft.Future
+	if id == "" {
+		f = g.raft.LeadershipTransfer()
+	} else {
+		voters, err := g.Voters()
+		if err != nil {
+			return err
+		}
+		addr, ok := voters[id]
+		if !ok {
+			return fmt.Errorf("%w: %s is not a voter of partition %d", ErrInvalid, id, g.id)
+		}
+		f = g.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr))
+	}
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("partition %d: leadership transfer to %q: %w", g.id, id, err)
+	}
+	return nil
+}

@@ -134,12 +134,11 @@ func (g *Group) Status() Status {
 		st.Serving = true
 		st.Ephemeral = t.ephemeral.len()
 	}
-	if f := g.raft.GetConfiguration(); f.Error() == nil {
-		for _, srv := range f.Configuration().Servers {
-			if srv.Suffrage == raft.Voter {
-				st.Voters = append(st.Voters, string(srv.ID))
-			}
+	if voters, err := g.Voters(); err == nil {
+		for id := range voters {
+			st.Voters = append(st.Voters, id)
 		}
+		slices.Sort(st.Voters)
 	}
 	return st
 }

@@ -67,10 +67,12 @@ type Response struct {
 	ServedFrom string
 }
 
-// Forwarder runs a request on another node, the partition's leader. It is
-// how multi-node clusters route; a single node needs none.
+// Forwarder runs requests on another node, the partition's leader, which
+// executes them there and never forwards them again. leaderAddr is the
+// leader's internal (Raft) address. A single node needs none.
 type Forwarder interface {
 	Forward(ctx context.Context, leaderID, leaderAddr string, req Request) (Response, error)
+	List(ctx context.Context, leaderID, leaderAddr string, partition int, d partition.Durability, prefix, after string, limit int) ([]fsm.Info, error)
 }
 
 // Router routes requests for one node.
@@ -204,14 +206,15 @@ type Entry struct {
 // resource order. more reports whether further locks follow.
 func (r *Router) List(ctx context.Context, d partition.Durability, prefix, after string, limit int) (entries []Entry, more bool, err error) {
 	for _, g := range r.parts.Groups() {
-		err := r.onLeader(ctx, g, func(local bool, _, _ string) error {
-			if !local {
-				// Listing through other nodes arrives with the cluster
-				// forwarding protocol.
-				return fmt.Errorf("%w: partition %d is led elsewhere", ErrNoLeader, g.ID())
-			}
+		err := r.onLeader(ctx, g, func(local bool, leaderID, leaderAddr string) error {
 			// One more than asked tells whether another page follows.
-			infos, err := g.List(ctx, d, prefix, after, limit+1)
+			var infos []fsm.Info
+			var err error
+			if local {
+				infos, err = g.List(ctx, d, prefix, after, limit+1)
+			} else {
+				infos, err = r.fwd.List(ctx, leaderID, leaderAddr, g.ID(), d, prefix, after, limit+1)
+			}
 			for _, in := range infos {
 				entries = append(entries, Entry{Info: in, Durability: d})
 			}
@@ -226,6 +229,21 @@ func (r *Router) List(ctx context.Context, d partition.Durability, prefix, after
 		return entries[:limit], true, nil
 	}
 	return entries, false, nil
+}
+
+// ExecuteHere runs req on this node only: it answers partition.ErrNotLeader
+// when this node does not lead the resource's partition. Forwarded requests
+// come in through it, which is what keeps forwarding to one hop.
+func (r *Router) ExecuteHere(ctx context.Context, req Request) (fsm.Result, error) {
+	return ExecuteLocal(ctx, r.parts.For(req.Resource), req)
+}
+
+// ListHere lists one partition on this node only, like ExecuteHere.
+func (r *Router) ListHere(ctx context.Context, p int, d partition.Durability, prefix, after string, limit int) ([]fsm.Info, error) {
+	if p < 0 || p >= r.parts.Count() {
+		return nil, fmt.Errorf("%w: partition %d of %d", partition.ErrInvalid, p, r.parts.Count())
+	}
+	return r.parts.Group(p).List(ctx, d, prefix, after, limit)
 }
 
 // Parts exposes the node's partitions for status pages.

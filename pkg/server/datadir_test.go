@@ -80,19 +80,18 @@ func TestDataDirErrors(t *testing.T) {
 
 func testConfig(t *testing.T) Config {
 	return Config{
-		NodeID:   "n1",
-		DataDir:  t.TempDir(),
-		HTTPAddr: "127.0.0.1:0",
-		RaftAddr: "127.0.0.1:0",
-		Logger:   logging.Discard(),
-		Raft:     partition.FastRaftTimings(),
+		NodeID:     "n1",
+		DataDir:    t.TempDir(),
+		HTTPAddr:   "127.0.0.1:0",
+		RaftAddr:   "127.0.0.1:0",
+		GossipAddr: "127.0.0.1:0",
+		Logger:     logging.Discard(),
+		Raft:       partition.FastRaftTimings(),
 	}
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	for name, mutate := range map[string]func(*Config){
-		"multi-node":      func(c *Config) { c.BootstrapExpect = 3 },
-		"join":            func(c *Config) { c.Join = []string{"10.0.0.1:7946"} },
 		"bad address":     func(c *Config) { c.HTTPAddr = "localhost" },
 		"unadvertisable":  func(c *Config) { c.RaftAddr = "0.0.0.0:0" },
 		"too many parts":  func(c *Config) { c.Partitions = partition.MaxPartitions + 1 },
@@ -107,7 +106,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 				s.Close()
 				t.Fatal("accepted")
 			}
-			if !errors.Is(err, ErrConfig) && !errors.Is(err, ErrNotSupport) {
+			if !errors.Is(err, ErrConfig) {
 				t.Fatalf("error %v is not a configuration error", err)
 			}
 		})

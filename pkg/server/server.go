@@ -16,10 +16,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/kahuna-go/kahuna/pkg/api"
 	"github.com/kahuna-go/kahuna/pkg/clock"
+	"github.com/kahuna-go/kahuna/pkg/cluster"
+	"github.com/kahuna-go/kahuna/pkg/forward"
+	"github.com/kahuna-go/kahuna/pkg/membership"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/router"
 	"github.com/kahuna-go/kahuna/pkg/transport"
@@ -65,27 +66,35 @@ type Config struct {
 	MaxInflight int
 	LeaderWait  time.Duration
 	BodyTimeout time.Duration
+	Gossip      membership.Timings
+	// BalanceInterval is how often leaders are rebalanced (default 5 s).
+	BalanceInterval time.Duration
 	// Hostname defaults to os.Hostname.
 	Hostname func() (string, error)
 }
 
 // Errors.
 var (
-	ErrConfig     = errors.New("invalid configuration")
-	ErrListen     = errors.New("cannot listen")
-	ErrNotSupport = errors.New("not supported yet")
+	ErrConfig = errors.New("invalid configuration")
+	ErrListen = errors.New("cannot listen")
 )
 
 // Server is a running kahunad node.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	data     *dataDir
-	httpLn   net.Listener
-	raftLn   net.Listener
-	mux      *transport.Mux
-	parts    *partition.Set
-	router   *router.Router
+	cfg     Config
+	log     *slog.Logger
+	data    *dataDir
+	httpLn  net.Listener
+	raftLn  net.Listener
+	mux     *transport.Mux
+	parts   *partition.Set
+	members *membership.Membership
+	fwd     *forward.Client
+	fwdSrv  *forward.Server
+	router  *router.Router
+	// stop ends formation and balancing.
+	stop     context.CancelFunc
+	formed   chan struct{}
 	http     *http.Server
 	debug    *http.Server
 	fresh    freshConns
@@ -122,14 +131,14 @@ func (c *Config) defaults() {
 	if c.Hostname == nil {
 		c.Hostname = os.Hostname
 	}
+	if c.BalanceInterval == 0 {
+		c.BalanceInterval = 5 * time.Second
+	}
 }
 
 func (c *Config) validate() error {
 	if c.BootstrapExpect < 1 {
 		return fmt.Errorf("%w: --bootstrap-expect must be at least 1, got %d", ErrConfig, c.BootstrapExpect)
-	}
-	if c.BootstrapExpect > 1 || len(c.Join) > 0 {
-		return fmt.Errorf("%w: multi-node clusters (--bootstrap-expect > 1, --join) are not available in this version; run a single node", ErrNotSupport)
 	}
 	if c.Partitions < 0 || c.Partitions > partition.MaxPartitions {
 		return fmt.Errorf("%w: --partitions must be between 1 and %d, got %d", ErrConfig, partition.MaxPartitions, c.Partitions)
@@ -248,19 +257,66 @@ func New(cfg Config) (_ *Server, err error) {
 			s.errs <- err
 		}
 	}()
-	// A single node forms its own cluster on first start; a restarted one
-	// already has its Raft state and skips this.
-	self := []raft.Server{{ID: raft.ServerID(nodeID), Address: raft.ServerAddress(s.raftAddr)}}
-	if err := s.parts.Bootstrap(self); err != nil {
+	formed, err := s.parts.Group(0).HasState()
+	if err != nil {
 		return nil, err
 	}
+	s.members, err = membership.Start(membership.Config{
+		NodeID:        nodeID,
+		BindAddr:      cfg.GossipAddr,
+		AdvertiseAddr: cfg.AdvertiseGossip,
+		HTTPAddr:      s.httpAddr,
+		RaftAddr:      s.raftAddr,
+		Partitions:    s.parts.Count(),
+		Formed:        formed,
+		Join:          cfg.Join,
+		Timings:       cfg.Gossip,
+		Logger:        s.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: --gossip-addr %s: %w", ErrListen, cfg.GossipAddr, err)
+	}
 
+	s.fwd = forward.NewClient()
 	s.router = router.New(router.Config{
 		NodeID:     nodeID,
 		Parts:      s.parts,
+		Forwarder:  s.fwd,
 		LeaderWait: cfg.LeaderWait,
 		Logger:     s.log,
 	})
+	fwdLn, err := s.mux.Register(transport.Header{Kind: transport.KindForward})
+	if err != nil {
+		return nil, err
+	}
+	s.fwdSrv = forward.NewServer(nodeID, fwdLn, s.router, s.log.With("component", "forward"))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.fwdSrv.Serve()
+	}()
+
+	// Formation bootstraps a new cluster (at once for a single node, once
+	// the expected voters are seen otherwise); the balancer then keeps
+	// leaders spread. Neither blocks start-up: /readyz says when the node
+	// can serve.
+	bg, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	s.formed = make(chan struct{})
+	formation := &cluster.Formation{Self: nodeID, Expect: cfg.BootstrapExpect, Parts: s.parts, Members: s.members, Log: s.log.With("component", "formation")}
+	balancer := &cluster.Balancer{Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval, Log: s.log.With("component", "balancer")}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := formation.Run(bg); err != nil {
+			if bg.Err() == nil {
+				s.errs <- fmt.Errorf("forming the cluster: %w", err)
+			}
+			return
+		}
+		close(s.formed)
+		balancer.Run(bg)
+	}()
 	base, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.http = &http.Server{
@@ -310,25 +366,43 @@ func (s *Server) Partitions() *partition.Set { return s.parts }
 // Errors delivers fatal serving errors (a listener that died).
 func (s *Server) Errors() <-chan error { return s.errs }
 
-// Ready reports whether every partition has a leader this node can reach.
+// Ready reports whether this node can serve: the cluster is formed and
+// every partition has a leader, this node serving it or another node that
+// gossip says is up.
 func (s *Server) Ready() (bool, string) {
+	select {
+	case <-s.formed:
+	default:
+		return false, fmt.Sprintf("waiting for %d nodes to form the cluster", s.cfg.BootstrapExpect)
+	}
 	for _, g := range s.parts.Groups() {
-		if !g.IsLeader() {
-			return false, fmt.Sprintf("partition %d has no serving leader yet", g.ID())
+		if g.IsLeader() {
+			continue
+		}
+		id, _ := g.Leader()
+		switch {
+		case id == "":
+			return false, fmt.Sprintf("partition %d has no leader", g.ID())
+		case id == s.NodeID():
+			return false, fmt.Sprintf("partition %d: this node is taking over leadership", g.ID())
+		}
+		if m, ok := s.members.Member(id); !ok || !m.Alive() {
+			return false, fmt.Sprintf("partition %d: leader %s is not reachable", g.ID(), id)
 		}
 	}
 	return true, ""
 }
 
-// Status reports this node and every partition.
+// Status reports every node gossip knows and every partition.
 func (s *Server) Status() wire.ClusterStatus {
-	self := wire.NodeStatus{
-		ID:       s.NodeID(),
-		HTTPAddr: s.httpAddr,
-		RaftAddr: s.raftAddr,
-		State:    "alive",
+	st := wire.ClusterStatus{Type: wire.Got, ServedFrom: s.NodeID()}
+	for _, m := range s.members.Members() {
+		ns := wire.NodeStatus{ID: m.ID, HTTPAddr: m.HTTPAddr, RaftAddr: m.RaftAddr, GossipAddr: m.GossipAddr, State: m.State}
+		if m.ID == s.NodeID() {
+			st.Node = ns
+		}
+		st.Nodes = append(st.Nodes, ns)
 	}
-	st := wire.ClusterStatus{Type: wire.Got, ServedFrom: self.ID, Node: self, Nodes: []wire.NodeStatus{self}}
 	for _, g := range s.parts.Groups() {
 		ps := g.Status()
 		st.Partitions = append(st.Partitions, wire.PartitionStatus{
@@ -345,35 +419,30 @@ func (s *Server) Status() wire.ClusterStatus {
 	return st
 }
 
-// Close shuts the node down: waiting requests are cancelled, HTTP drains,
-// the partitions stop, and the data directory is unlocked.
-func (s *Server) Close() error {
+// Close shuts the node down cleanly: waiting requests are cancelled, HTTP
+// drains, partitions this node leads are handed to other nodes, the node
+// leaves the gossip cluster, every Raft group stops and the data directory is
+// unlocked.
+func (s *Server) Close() error { return s.shutdown(true) }
+
+// Abort stops the node without the courtesies of Close: no leadership
+// hand-off and no goodbye to the cluster, so the other nodes see what a
+// crash looks like. Tests and failure drills use it.
+func (s *Server) Abort() error { return s.shutdown(false) }
+
+func (s *Server) shutdown(clean bool) error {
 	var errs []error
 	s.once.Do(func() {
+		if s.stop != nil {
+			s.stop()
+		}
 		if s.cancel != nil {
 			s.cancel()
 		}
 		if s.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			done := make(chan error, 1)
-			go func() { done <- s.http.Shutdown(ctx) }()
-			// Repeat: a connection accepted just before the listener
-			// closed may only now show up.
-			tick := time.NewTicker(50 * time.Millisecond)
-			for waiting := true; waiting; {
-				s.fresh.closeAll()
-				select {
-				case err := <-done:
-					if err != nil {
-						errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-						s.http.Close()
-					}
-					waiting = false
-				case <-tick.C:
-				}
+			if err := s.closeHTTP(); err != nil {
+				errs = append(errs, err)
 			}
-			tick.Stop()
-			cancel()
 		}
 		if s.debug != nil {
 			s.debug.Close()
@@ -381,6 +450,19 @@ func (s *Server) Close() error {
 		for _, ln := range []net.Listener{s.httpLn, s.raftLn} {
 			if ln != nil {
 				ln.Close()
+			}
+		}
+		if clean && s.parts != nil {
+			s.handOffLeadership()
+		}
+		if s.fwdSrv != nil {
+			s.fwdSrv.Close()
+		}
+		if s.members != nil {
+			if clean {
+				s.members.Close()
+			} else {
+				s.members.Kill()
 			}
 		}
 		if s.parts != nil {
@@ -391,6 +473,9 @@ func (s *Server) Close() error {
 		if s.mux != nil {
 			s.mux.Close()
 		}
+		if s.fwd != nil {
+			s.fwd.Close()
+		}
 		s.wg.Wait()
 		if s.data != nil {
 			s.data.close()
@@ -400,4 +485,49 @@ func (s *Server) Close() error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// closeHTTP drains the HTTP server for up to 5 s.
+func (s *Server) closeHTTP() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.http.Shutdown(ctx) }()
+	// Repeat: a connection accepted just before the listener closed may
+	// only now show up.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.fresh.closeAll()
+		select {
+		case err := <-done:
+			if err != nil {
+				s.http.Close()
+				return fmt.Errorf("http shutdown: %w", err)
+			}
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// handOffLeadership moves the leadership of every partition this node leads
+// to another voter before stopping, so that a planned restart costs the
+// cluster a hand-over instead of an election timeout.
+func (s *Server) handOffLeadership() {
+	var wg sync.WaitGroup
+	for _, g := range s.parts.Groups() {
+		voters, err := g.Voters()
+		if !g.IsLeader() || err != nil || len(voters) < 2 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := g.TransferLeadership(""); err != nil {
+				s.log.Warn("could not hand off leadership before stopping", "partition", g.ID(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -5,6 +5,7 @@
 package transport
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -166,7 +167,6 @@ func (m *Mux) Register(h Header) (*Layer, error) {
 		header: h,
 		conns:  make(chan net.Conn, 16),
 		done:   make(chan struct{}),
-		dialer: net.Dialer{},
 	}
 	m.services[h] = l
 	return l, nil
@@ -204,7 +204,6 @@ type Layer struct {
 	conns  chan net.Conn
 	done   chan struct{}
 	once   sync.Once
-	dialer net.Dialer
 }
 
 // Accept waits for the next inbound connection for this service.
@@ -240,20 +239,21 @@ func (l *Layer) Addr() net.Addr { return l.mux.advertise }
 
 // Dial connects to the same service on another node.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return DialService(&l.dialer, string(address), l.header, timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return DialService(ctx, string(address), l.header)
 }
 
-// DialService connects to addr and announces service h.
-func DialService(d *net.Dialer, addr string, h Header, timeout time.Duration) (net.Conn, error) {
-	dd := *d
-	dd.Timeout = timeout
-	conn, err := dd.Dial("tcp", addr)
+// DialService connects to addr and announces service h; ctx bounds both.
+func DialService(ctx context.Context, addr string, h Header) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
 	}
 	hdr := h.Encode()
-	if timeout > 0 {
-		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetWriteDeadline(deadline)
 	}
 	if _, err := conn.Write(hdr[:]); err != nil {
 		conn.Close()

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -58,7 +59,7 @@ func TestRoutesByHeader(t *testing.T) {
 		if tc.from != nil {
 			c, err = tc.from.Dial(raft.ServerAddress(b.Addr().String()), time.Second)
 		} else {
-			c, err = DialService(&net.Dialer{}, b.Addr().String(), tc.h, time.Second)
+			c, err = DialService(context.Background(), b.Addr().String(), tc.h)
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,426 @@
+// Package membership tells a node which other nodes exist, where to reach
+// them and whether they look alive. It runs hashicorp/memberlist (SWIM
+// gossip) and carries each node's addresses and cluster settings as node
+// metadata, the way Consul and Nomad find their servers.
+package membership
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/kahuna-go/kahuna/pkg/logging"
+)
+
+// Node states as the cluster status reports them.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateFailed  = "failed"
+	StateLeft    = "left"
+)
+
+// Errors.
+var (
+	ErrConfig = errors.New("membership: invalid configuration")
+)
+
+// Member is one node as gossip describes it.
+type Member struct {
+	ID         string
+	HTTPAddr   string
+	RaftAddr   string
+	GossipAddr string
+	// Partitions is the partition count the node's data was created with;
+	// nodes only form a cluster when they agree on it.
+	Partitions int
+	// Formed reports that the node has Raft state, i.e. belongs to a
+	// cluster that was bootstrapped already; Voters are that cluster's
+	// voter IDs.
+	Formed bool
+	Voters []string
+	State  string
+	// leaving is the node's own announcement that it is about to leave.
+	leaving bool
+}
+
+// Alive reports whether the member is up as far as gossip knows.
+func (m Member) Alive() bool { return m.State == StateAlive || m.State == StateSuspect }
+
+// meta is what a node gossips about itself; memberlist limits it to 512
+// bytes, which short keys leave plenty of room in.
+type meta struct {
+	Version    int    `json:"v"`
+	HTTP       string `json:"h"`
+	Raft       string `json:"r"`
+	Partitions int    `json:"p"`
+	Formed     bool   `json:"f,omitempty"`
+	// Voters are the IDs the cluster was formed with, so that a node
+	// still waiting to bootstrap can join the same configuration.
+	Voters []string `json:"vs,omitempty"`
+	// Leaving is set just before a graceful leave: memberlist's leave
+	// notification does not say whether a node left or died.
+	Leaving bool `json:"l,omitempty"`
+}
+
+const metaVersion = 1
+
+// Timings are the gossip intervals; tests shorten them.
+type Timings struct {
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	GossipInterval time.Duration
+	SuspicionMult  int
+	// JoinRetry is how often a node retries --join until it reaches a peer.
+	JoinRetry time.Duration
+}
+
+// LANTimings are memberlist's LAN defaults.
+func LANTimings() Timings {
+	c := memberlist.DefaultLANConfig()
+	return Timings{
+		ProbeInterval:  c.ProbeInterval,
+		ProbeTimeout:   c.ProbeTimeout,
+		GossipInterval: c.GossipInterval,
+		SuspicionMult:  c.SuspicionMult,
+		JoinRetry:      time.Second,
+	}
+}
+
+// FastTimings detect failures within about a second, for tests.
+func FastTimings() Timings {
+	return Timings{
+		ProbeInterval:  100 * time.Millisecond,
+		ProbeTimeout:   50 * time.Millisecond,
+		GossipInterval: 20 * time.Millisecond,
+		SuspicionMult:  2,
+		JoinRetry:      100 * time.Millisecond,
+	}
+}
+
+// Config configures a node's membership.
+type Config struct {
+	NodeID string
+	// BindAddr is host:port for gossip (UDP and TCP on the same port).
+	BindAddr string
+	// AdvertiseAddr is what other nodes dial; a host name is resolved
+	// once at start. Empty: BindAddr.
+	AdvertiseAddr string
+	HTTPAddr      string
+	RaftAddr      string
+	Partitions    int
+	Formed        bool
+	// Join lists gossip addresses of other nodes; they are retried until
+	// one answers.
+	Join    []string
+	Timings Timings
+	Logger  *slog.Logger
+}
+
+// Membership is this node's view of the cluster.
+type Membership struct {
+	cfg  Config
+	ml   *memberlist.Memberlist
+	log  *slog.Logger
+	self Member
+
+	mu      sync.Mutex
+	meta    meta
+	members map[string]Member
+	changed chan struct{}
+
+	stop chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+// Start begins gossiping and, if Join is set, keeps trying to reach the
+// listed nodes in the background until one answers.
+func Start(cfg Config) (*Membership, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timings == (Timings{}) {
+		cfg.Timings = LANTimings()
+	}
+	host, portStr, err := net.SplitHostPort(cfg.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: gossip address %q: %w", ErrConfig, cfg.BindAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: gossip port %q: %w", ErrConfig, portStr, err)
+	}
+	m := &Membership{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		members: make(map[string]Member),
+		changed: make(chan struct{}),
+		stop:    make(chan struct{}),
+		meta: meta{
+			Version:    metaVersion,
+			HTTP:       cfg.HTTPAddr,
+			Raft:       cfg.RaftAddr,
+			Partitions: cfg.Partitions,
+			Formed:     cfg.Formed,
+		},
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = cfg.NodeID
+	mc.BindAddr = host
+	mc.BindPort = port
+	mc.ProbeInterval = cfg.Timings.ProbeInterval
+	mc.ProbeTimeout = cfg.Timings.ProbeTimeout
+	mc.GossipInterval = cfg.Timings.GossipInterval
+	mc.SuspicionMult = cfg.Timings.SuspicionMult
+	mc.Delegate = delegate{m}
+	mc.Events = events{m}
+	mc.Logger = logging.StdLogger(cfg.Logger.With("component", "memberlist"))
+	if cfg.AdvertiseAddr != "" {
+		ip, aport, err := resolve(cfg.AdvertiseAddr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --advertise-gossip %q: %w", ErrConfig, cfg.AdvertiseAddr, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ip, aport
+	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("membership: start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	m.ml = ml
+	local := ml.LocalNode()
+	m.self = m.toMember(local)
+	if len(cfg.Join) > 0 {
+		m.wg.Add(1)
+		go m.joinLoop()
+	}
+	return m, nil
+}
+
+// resolve turns host:port into an IP and port, as memberlist advertises
+// only IPs.
+func resolve(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", 0, err
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String(), port, nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return "", 0, fmt.Errorf("resolve %s: %w", host, err)
+	}
+	return ips[0].String(), port, nil
+}
+
+// joinLoop retries Join until some listed node answers; nodes may start in
+// any order. Once joined, gossip keeps the node connected; if it finds
+// itself alone again (every peer restarted), it goes back to joining.
+func (m *Membership) joinLoop() {
+	defer m.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		if m.ml.NumMembers() < 2 {
+			n, err := m.ml.Join(m.cfg.Join)
+			if err != nil && n == 0 {
+				m.log.Debug("join failed, retrying", "peers", m.cfg.Join, "err", err)
+			} else if n > 0 {
+				m.log.Info("joined cluster", "contacted", n)
+			}
+		}
+		t.Reset(m.cfg.Timings.JoinRetry)
+	}
+}
+
+// Self is this node.
+func (m *Membership) Self() Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.self
+	s.Formed = m.meta.Formed
+	s.Voters = slices.Clone(m.meta.Voters)
+	s.State = StateAlive
+	return s
+}
+
+// SetFormed announces that this node now belongs to a cluster with these
+// voters.
+func (m *Membership) SetFormed(voters []string) error {
+	m.mu.Lock()
+	m.meta.Formed = true
+	m.meta.Voters = slices.Clone(voters)
+	m.mu.Unlock()
+	if err := m.ml.UpdateNode(time.Second); err != nil {
+		return fmt.Errorf("membership: announce formed: %w", err)
+	}
+	return nil
+}
+
+// Members returns every node ever seen, this one included, sorted by ID,
+// with its current state.
+func (m *Membership) Members() []Member {
+	live := map[string]memberlist.NodeStateType{}
+	for _, n := range m.ml.Members() {
+		live[n.Name] = n.State
+	}
+	self := m.Self()
+	m.mu.Lock()
+	out := make([]Member, 0, len(m.members)+1)
+	for id, mem := range m.members {
+		if id == self.ID {
+			continue
+		}
+		if st, ok := live[id]; ok {
+			mem.State = stateName(st)
+		}
+		out = append(out, mem)
+	}
+	m.mu.Unlock()
+	out = append(out, self)
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Member returns one node by ID.
+func (m *Membership) Member(id string) (Member, bool) {
+	for _, mem := range m.Members() {
+		if mem.ID == id {
+			return mem, true
+		}
+	}
+	return Member{}, false
+}
+
+// Changed returns a channel closed at the next membership change.
+func (m *Membership) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
+func (m *Membership) notify() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// Close leaves the cluster gracefully (others see "left", not "failed")
+// and stops gossip.
+func (m *Membership) Close() error {
+	return m.shutdown(true)
+}
+
+// Kill stops gossip without leaving, the way a crash looks to the others.
+// Tests use it to simulate a dead node in process.
+func (m *Membership) Kill() error {
+	return m.shutdown(false)
+}
+
+func (m *Membership) shutdown(leave bool) (err error) {
+	m.once.Do(func() {
+		close(m.stop)
+		m.wg.Wait()
+		if leave {
+			m.mu.Lock()
+			m.meta.Leaving = true
+			m.mu.Unlock()
+			// Best effort: a node that cannot announce it will show up
+			// as failed rather than left.
+			_ = m.ml.UpdateNode(500 * time.Millisecond)
+			err = m.ml.Leave(time.Second)
+		}
+		if serr := m.ml.Shutdown(); err == nil {
+			err = serr
+		}
+	})
+	return err
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return StateAlive
+	case memberlist.StateSuspect:
+		return StateSuspect
+	case memberlist.StateLeft:
+		return StateLeft
+	default:
+		return StateFailed
+	}
+}
+
+func (m *Membership) toMember(n *memberlist.Node) Member {
+	mem := Member{ID: n.Name, GossipAddr: n.Address(), State: stateName(n.State)}
+	var md meta
+	if err := json.Unmarshal(n.Meta, &md); err != nil {
+		m.log.Warn("ignoring undecodable node metadata", "node", n.Name, "err", err)
+		return mem
+	}
+	mem.HTTPAddr, mem.RaftAddr, mem.Partitions, mem.Formed = md.HTTP, md.Raft, md.Partitions, md.Formed
+	mem.Voters = md.Voters
+	mem.leaving = md.Leaving
+	return mem
+}
+
+// record stores what an event says about a node.
+func (m *Membership) record(n *memberlist.Node, state string) {
+	mem := m.toMember(n)
+	if state != "" {
+		mem.State = state
+	}
+	m.mu.Lock()
+	m.members[mem.ID] = mem
+	m.notify()
+	m.mu.Unlock()
+}
+
+type events struct{ m *Membership }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.m.record(n, StateAlive) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.m.record(n, "") }
+func (e events) NotifyLeave(n *memberlist.Node) {
+	state := StateFailed
+	if e.m.toMember(n).leaving {
+		state = StateLeft
+	}
+	e.m.record(n, state)
+	e.m.log.Info("node is gone", "node", n.Name, "state", state)
+}
+
+type delegate struct{ m *Membership }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	md := d.m.meta
+	d.m.mu.Unlock()
+	b, err := json.Marshal(md)
+	if err != nil || len(b) > limit {
+		d.m.log.Error("node metadata does not fit", "bytes", len(b), "limit", limit)
+		return nil
+	}
+	return b
+}
+
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}
