@@ -100,11 +100,19 @@ type ClusterStatus struct {
 		HTTPAddr string `json:"httpAddr"`
 		RaftAddr string `json:"raftAddr"`
 	} `json:"node"`
+	Nodes []struct {
+		ID       string `json:"id"`
+		HTTPAddr string `json:"httpAddr"`
+		State    string `json:"state"`
+	} `json:"nodes"`
 	Partitions []struct {
-		ID     int      `json:"id"`
-		Leader string   `json:"leader"`
-		Term   uint64   `json:"term"`
-		Voters []string `json:"voters"`
+		ID           int      `json:"id"`
+		Leader       string   `json:"leader"`
+		State        string   `json:"state"`
+		Term         uint64   `json:"term"`
+		CommitIndex  uint64   `json:"commitIndex"`
+		AppliedIndex uint64   `json:"appliedIndex"`
+		Voters       []string `json:"voters"`
 	} `json:"partitions"`
 }
 

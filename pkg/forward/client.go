@@ -19,6 +19,7 @@ import (
 // Client forwards requests to other nodes. It keeps idle connections per
 // node, one request at a time on each. It implements router.Forwarder.
 type Client struct {
+	dial        DialFunc
 	dialTimeout time.Duration
 	// slack is how long beyond a request's own wait the reply may take
 	// before the leader counts as gone.
@@ -32,9 +33,14 @@ type Client struct {
 
 var _ router.Forwarder = (*Client)(nil)
 
-// NewClient returns a client.
-func NewClient() *Client {
+// DialFunc opens a connection to service h at addr; (*transport.Mux).Dial
+// is the production one.
+type DialFunc func(ctx context.Context, addr string, h transport.Header) (net.Conn, error)
+
+// NewClient returns a client that opens connections with dial.
+func NewClient(dial DialFunc) *Client {
 	return &Client{
+		dial:        dial,
 		dialTimeout: 2 * time.Second,
 		slack:       15 * time.Second,
 		maxIdle:     64,
@@ -138,7 +144,7 @@ func (c *Client) get(ctx context.Context, addr string) (*clientConn, bool, error
 	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
 	defer cancel()
-	conn, err := transport.DialService(dctx, addr, transport.Header{Kind: transport.KindForward})
+	conn, err := c.dial(dctx, addr, transport.Header{Kind: transport.KindForward})
 	if err != nil {
 		return nil, false, err
 	}

@@ -168,6 +168,12 @@ func (r *Router) onLeader(ctx context.Context, g *partition.Group, fn func(local
 	}
 	timer := time.NewTimer(r.leaderWait)
 	defer timer.Stop()
+	// Some waits end without a leadership change to announce it: a leader
+	// that is still establishing its term, or one that refused requests
+	// during a leadership transfer that then failed. Look again now and
+	// then, too.
+	poll := time.NewTicker(r.leaderWait / 30)
+	defer poll.Stop()
 	for {
 		// Take the change channel before looking, so a change between the
 		// look and the wait is not missed.
@@ -184,6 +190,7 @@ func (r *Router) onLeader(ctx context.Context, g *partition.Group, fn func(local
 		}
 		select {
 		case <-changed:
+		case <-poll.C:
 		case <-timer.C:
 			if err != nil {
 				return fmt.Errorf("%w: partition %d: %w", ErrNoLeader, g.ID(), err)

@@ -277,7 +277,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w: --gossip-addr %s: %w", ErrListen, cfg.GossipAddr, err)
 	}
 
-	s.fwd = forward.NewClient()
+	s.fwd = forward.NewClient(s.mux.Dial)
 	s.router = router.New(router.Config{
 		NodeID:     nodeID,
 		Parts:      s.parts,
@@ -304,7 +304,10 @@ func New(cfg Config) (_ *Server, err error) {
 	s.stop = stop
 	s.formed = make(chan struct{})
 	formation := &cluster.Formation{Self: nodeID, Expect: cfg.BootstrapExpect, Parts: s.parts, Members: s.members, Log: s.log.With("component", "formation")}
-	balancer := &cluster.Balancer{Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval, Log: s.log.With("component", "balancer")}
+	balancer := &cluster.Balancer{
+		Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval,
+		Log: s.log.With("component", "balancer"), Healthy: probeReady,
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -359,6 +362,10 @@ func (s *Server) RaftAddr() string { return s.raftAddr }
 
 // NodeID is this node's ID.
 func (s *Server) NodeID() string { return s.data.meta.NodeID }
+
+// Isolate cuts the node's internal traffic (Raft and forwarding) off from
+// every other node, or restores it; a fault hook for tests and drills.
+func (s *Server) Isolate(on bool) { s.mux.SetIsolated(on) }
 
 // Partitions exposes the node's partitions (for tests and tools).
 func (s *Server) Partitions() *partition.Set { return s.parts }
@@ -485,6 +492,22 @@ func (s *Server) shutdown(clean bool) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// probeReady asks a node's /readyz whether it can serve.
+func probeReady(ctx context.Context, m membership.Member) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+wire.PathReadyz, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // closeHTTP drains the HTTP server for up to 5 s.

@@ -80,6 +80,10 @@ type Mux struct {
 	services map[Header]*Layer
 	closed   bool
 	wg       sync.WaitGroup
+	// conns are the live connections routed or dialed through the mux;
+	// isolated cuts them all (a fault hook for tests and drills).
+	conns    map[*trackedConn]struct{}
+	isolated bool
 }
 
 // NewMux wraps ln. advertise is the address other nodes dial (nil: the
@@ -94,6 +98,7 @@ func NewMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *Mux {
 		log:           log,
 		headerTimeout: 5 * time.Second,
 		services:      make(map[Header]*Layer),
+		conns:         make(map[*trackedConn]struct{}),
 	}
 }
 
@@ -139,17 +144,97 @@ func (m *Mux) route(conn net.Conn) {
 	_ = conn.SetReadDeadline(time.Time{})
 	m.mu.Lock()
 	l := m.services[h]
+	isolated := m.isolated
 	m.mu.Unlock()
+	if isolated {
+		conn.Close()
+		return
+	}
 	if l == nil {
 		m.log.Debug("dropping connection for unknown service", "remote", conn.RemoteAddr(), "kind", h.Kind, "partition", h.Partition)
 		conn.Close()
 		return
 	}
-	select {
-	case l.conns <- conn:
-	case <-l.done:
+	tc, err := m.track(conn)
+	if err != nil {
 		conn.Close()
+		return
 	}
+	select {
+	case l.conns <- tc:
+	case <-l.done:
+		tc.Close()
+	}
+}
+
+// ErrIsolated is what dialing returns while the node is isolated.
+var ErrIsolated = errors.New("transport: node is isolated")
+
+// trackedConn removes itself from the mux's set when closed.
+type trackedConn struct {
+	net.Conn
+	m    *Mux
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.m.mu.Lock()
+		delete(c.m.conns, c)
+		c.m.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (m *Mux) track(conn net.Conn) (*trackedConn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.isolated {
+		return nil, ErrIsolated
+	}
+	tc := &trackedConn{Conn: conn, m: m}
+	m.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+// SetIsolated cuts the node off from every other node, or reconnects it:
+// while isolated, every connection the mux routed or dialed is closed,
+// inbound connections are dropped and dials fail. It is a fault hook for
+// tests and failure drills; gossip is not affected.
+func (m *Mux) SetIsolated(on bool) {
+	m.mu.Lock()
+	m.isolated = on
+	var cut []*trackedConn
+	if on {
+		for c := range m.conns {
+			cut = append(cut, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range cut {
+		c.Close()
+	}
+}
+
+// Dial connects to service h on the node at addr, through this mux so that
+// isolation applies to it.
+func (m *Mux) Dial(ctx context.Context, addr string, h Header) (net.Conn, error) {
+	m.mu.Lock()
+	isolated := m.isolated
+	m.mu.Unlock()
+	if isolated {
+		return nil, fmt.Errorf("%w: dial %s", ErrIsolated, addr)
+	}
+	conn, err := DialService(ctx, addr, h)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := m.track(conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // Register creates the listener for a service.
@@ -241,7 +326,7 @@ func (l *Layer) Addr() net.Addr { return l.mux.advertise }
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return DialService(ctx, string(address), l.header)
+	return l.mux.Dial(ctx, string(address), l.header)
 }
 
 // DialService connects to addr and announces service h; ctx bounds both.

@@ -179,3 +179,54 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestIsolation(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	la := register(t, a, Header{KindRaft, 1})
+	lb := register(t, b, Header{KindRaft, 1})
+	ctx := context.Background()
+
+	// A connection from b to a, and one from a to b, both established.
+	in, err := b.Dial(ctx, a.Addr().String(), Header{KindRaft, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	accepted, err := la.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := a.Dial(ctx, b.Addr().String(), Header{KindRaft, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lb.Accept(); err != nil {
+		t.Fatal(err)
+	}
+
+	a.SetIsolated(true)
+	if _, err := out.Write([]byte("x")); err == nil {
+		t.Fatal("a's outbound connection survived isolation")
+	}
+	if _, err := accepted.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a's inbound connection survived isolation")
+	}
+	if _, err := a.Dial(ctx, b.Addr().String(), Header{KindRaft, 1}); !errors.Is(err, ErrIsolated) {
+		t.Fatalf("dial while isolated: %v", err)
+	}
+	c, err := DialService(ctx, a.Addr().String(), Header{KindRaft, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !closedByPeer(t, c) {
+		t.Fatal("an isolated node accepted a connection")
+	}
+	c.Close()
+
+	a.SetIsolated(false)
+	c, err = a.Dial(ctx, b.Addr().String(), Header{KindRaft, 1})
+	if err != nil {
+		t.Fatalf("dial after healing: %v", err)
+	}
+	c.Close()
+}

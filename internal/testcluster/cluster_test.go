@@ -1,0 +1,316 @@
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kahuna-go/kahuna/internal/testutil"
+	"github.com/kahuna-go/kahuna/pkg/placement"
+)
+
+func lockReq(res, owner string, ttl time.Duration) testutil.LockRequest {
+	return testutil.LockRequest{Resource: res, Owner: owner, ExpiresMs: ttl.Milliseconds(), Durability: testutil.Persistent}
+}
+
+// resourceIn returns a resource name that lands in partition p.
+func resourceIn(p, partitions int, prefix string) string {
+	for i := 0; ; i++ {
+		r := fmt.Sprintf("%s-%d", prefix, i)
+		if placement.Partition(r, partitions) == p {
+			return r
+		}
+	}
+}
+
+// expect checks a reply's type and returns the reply:
+// expect(t, testutil.Locked)(client.TryLock(ctx, req)).
+func expect(t *testing.T, want int) func(testutil.Reply, error) testutil.Reply {
+	return func(rep testutil.Reply, err error) testutil.Reply {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Type != want {
+			t.Fatalf("reply %v, want type %d", rep, want)
+		}
+		return rep
+	}
+}
+
+// TestFormationInAnyOrder starts three nodes in a scrambled order, staggered,
+// each told about all three, and checks that they form one cluster: every
+// partition has the three voters, every node sees the others alive, and
+// leaders end up one per node.
+func TestFormationInAnyOrder(t *testing.T) {
+	c := Start(t, Options{Nodes: 3, Order: []int{2, 0, 1}, Stagger: 300 * time.Millisecond})
+	for _, n := range c.Nodes {
+		st, err := n.Client().Status(Ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Node.ID != n.ID || len(st.Nodes) != 3 || len(st.Partitions) != 3 {
+			t.Fatalf("%s status: %+v", n.ID, st)
+		}
+		for _, m := range st.Nodes {
+			if m.State != "alive" || m.HTTPAddr == "" {
+				t.Fatalf("%s sees %+v", n.ID, m)
+			}
+		}
+		for _, p := range st.Partitions {
+			if fmt.Sprint(p.Voters) != "[n1 n2 n3]" || p.Leader == "" {
+				t.Fatalf("%s: partition %+v", n.ID, p)
+			}
+		}
+	}
+	c.WaitFor(10*time.Second, "one leader per node", c.Balanced)
+}
+
+// TestAnyNodeServesAnyRequest sends every operation of a lock's life to a
+// different node than the partition leader, and checks the leader executed
+// them (servedFrom) and every node agrees on the outcome.
+func TestAnyNodeServesAnyRequest(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx := Ctx(t)
+	for p := range 3 {
+		res := resourceIn(p, 3, "fwd")
+		leader := c.Leaders()[p]
+		other := (c.LeaderIndex(p) + 1) % 3
+		third := (c.LeaderIndex(p) + 2) % 3
+		lock := expect(t, testutil.Locked)(c.Nodes[other].Client().TryLock(ctx, lockReq(res, "alice", time.Minute)))
+		if lock.ServedFrom != leader {
+			t.Fatalf("partition %d: lock served by %s, leader is %s", p, lock.ServedFrom, leader)
+		}
+		busy := expect(t, testutil.Busy)(c.Nodes[third].Client().TryLock(ctx, lockReq(res, "bob", time.Minute)))
+		if busy.Owner != "alice" {
+			t.Fatalf("busy names %q", busy.Owner)
+		}
+		for _, n := range c.Nodes {
+			info := expect(t, testutil.Got)(n.Client().GetInfo(ctx, testutil.LockRequest{Resource: res, Durability: testutil.Persistent}))
+			if info.Owner != "alice" || info.Token() != lock.Token() || info.ServedFrom != leader {
+				t.Fatalf("get-info via %s: %v", n.ID, info)
+			}
+		}
+		expect(t, testutil.Extended)(c.Nodes[third].Client().TryExtend(ctx, lockReq(res, "alice", 2*time.Minute)))
+		expect(t, testutil.Unlocked)(c.Nodes[other].Client().TryUnlock(ctx, lockReq(res, "alice", 0)))
+		// Ephemeral locks live on the leader too.
+		eph := lockReq(res, "carol", time.Minute)
+		eph.Durability = testutil.Ephemeral
+		if r := expect(t, testutil.Locked)(c.Nodes[other].Client().TryLock(ctx, eph)); r.ServedFrom != leader {
+			t.Fatalf("ephemeral lock served by %s", r.ServedFrom)
+		}
+	}
+	// A list through any node covers every partition.
+	for i := range 9 {
+		expect(t, testutil.Locked)(c.Nodes[i%3].Client().TryLock(ctx, lockReq(fmt.Sprintf("list/%d", i), "o", time.Minute)))
+	}
+	for _, n := range c.Nodes {
+		_, body, err := n.Client().Get(ctx, "/v1/locks?prefix=list/&limit=4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(body); !contains(got, `"list/0"`, `"list/3"`, `"nextCursor"`) || contains(got, `"list/4"`) {
+			t.Fatalf("list via %s: %s", n.ID, got)
+		}
+	}
+}
+
+func contains(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestWaitThroughAFollower queues a waiting try-lock through a node that is
+// not the leader: the release on the leader must reach it, and a waiter
+// that hangs up through a follower must leave the line.
+func TestWaitThroughAFollower(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx := Ctx(t)
+	res := resourceIn(0, 3, "wait")
+	leader := c.LeaderIndex(0)
+	f1, f2 := c.Nodes[(leader+1)%3].Client(), c.Nodes[(leader+2)%3].Client()
+	expect(t, testutil.Locked)(c.Nodes[leader].Client().TryLock(ctx, lockReq(res, "holder", time.Hour)))
+
+	// First in line, then hangs up.
+	quitCtx, quit := context.WithCancel(ctx)
+	quitDone := make(chan error, 1)
+	go func() {
+		r := lockReq(res, "quitter", time.Hour)
+		r.WaitMs = testutil.Ms(time.Minute)
+		rep, err := f1.TryLock(quitCtx, r)
+		if err == nil {
+			err = fmt.Errorf("answered %v", rep)
+		}
+		quitDone <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	// Second in line, stays.
+	stay := make(chan testutil.Reply, 1)
+	go func() {
+		r := lockReq(res, "patient", time.Hour)
+		r.WaitMs = testutil.Ms(time.Minute)
+		rep, err := f2.TryLock(ctx, r)
+		if err != nil {
+			t.Error(err)
+		}
+		stay <- rep
+	}()
+	time.Sleep(200 * time.Millisecond)
+	quit()
+	if err := <-quitDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("quitter: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	expect(t, testutil.Unlocked)(c.Nodes[leader].Client().TryUnlock(ctx, lockReq(res, "holder", 0)))
+	select {
+	case rep := <-stay:
+		if rep.Type != testutil.Locked {
+			t.Fatalf("patient waiter: %v", rep)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter that stayed never got the lock")
+	}
+	info := expect(t, testutil.Got)(f1.GetInfo(ctx, testutil.LockRequest{Resource: res, Durability: testutil.Persistent}))
+	if info.Owner != "patient" {
+		t.Fatalf("lock went to %q", info.Owner)
+	}
+}
+
+// TestLeaderKillFailover kills (without goodbye) the node that leads
+// partition 0 and checks that every partition has a leader again within the
+// contract's 3 s, that persistent locks and tokens are intact, that the
+// surviving nodes serve requests for every partition, and that tokens keep
+// growing for both durabilities.
+func TestLeaderKillFailover(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx := Ctx(t)
+	held := map[string]testutil.Reply{}
+	ephTokens := map[string]int64{}
+	for p := range 3 {
+		res := resourceIn(p, 3, "kill")
+		held[res] = expect(t, testutil.Locked)(c.Nodes[0].Client().TryLock(ctx, lockReq(res, "a", time.Hour)))
+		e := lockReq(res, "a", time.Hour)
+		e.Durability = testutil.Ephemeral
+		ephTokens[res] = expect(t, testutil.Locked)(c.Nodes[0].Client().TryLock(ctx, e)).Token()
+	}
+	victim := c.LeaderIndex(0)
+	start := time.Now()
+	c.Kill(victim)
+	c.WaitFor(3*time.Second, "every partition has a leader again", func() bool {
+		return !slices.Contains(c.Leaders(), "")
+	})
+	t.Logf("every partition led again %v after the kill", time.Since(start).Round(time.Millisecond))
+	survivor := c.Nodes[(victim+1)%3].Client()
+	for res, want := range held {
+		busy := expect(t, testutil.Busy)(survivor.TryLock(ctx, lockReq(res, "b", time.Hour)))
+		if busy.Owner != "a" {
+			t.Fatalf("%s after failover held by %q", res, busy.Owner)
+		}
+		info := expect(t, testutil.Got)(survivor.GetInfo(ctx, testutil.LockRequest{Resource: res, Durability: testutil.Persistent}))
+		if info.Token() != want.Token() {
+			t.Fatalf("%s token %d, was %d", res, info.Token(), want.Token())
+		}
+		expect(t, testutil.Unlocked)(survivor.TryUnlock(ctx, lockReq(res, "a", 0)))
+		if next := expect(t, testutil.Locked)(survivor.TryLock(ctx, lockReq(res, "b", time.Hour))); next.Token() <= want.Token() {
+			t.Fatalf("%s token went from %d to %d", res, want.Token(), next.Token())
+		}
+		e := lockReq(res, "b", time.Hour)
+		e.Durability = testutil.Ephemeral
+		// The dead leader's ephemeral locks died with it; others' survive.
+		rep, err := survivor.TryLock(ctx, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Type == testutil.Locked && rep.Token() <= ephTokens[res] {
+			t.Fatalf("%s ephemeral token went from %d to %d", res, ephTokens[res], rep.Token())
+		}
+	}
+}
+
+// TestRestartedNodeCatchesUpAndTakesItsShare kills a node, writes while it
+// is down, restarts it on its data directory, and checks that it catches up
+// without a new bootstrap and gets leaders back.
+func TestRestartedNodeCatchesUpAndTakesItsShare(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx := Ctx(t)
+	c.Kill(2)
+	c.WaitFor(5*time.Second, "leaders without n3", func() bool {
+		l := c.Leaders()
+		return !slices.Contains(l, "") && !slices.Contains(l, "n3")
+	})
+	for i := range 30 {
+		expect(t, testutil.Locked)(c.Nodes[i%2].Client().TryLock(ctx, lockReq(fmt.Sprint("down/", i), "o", time.Hour)))
+	}
+	c.StartNode(2)
+	c.WaitReady(15 * time.Second)
+	c.WaitFor(15*time.Second, "leaders balanced again with n3", func() bool {
+		return c.Balanced() && slices.Contains(c.Leaders(), "n3")
+	})
+	// n3 has every write made while it was down.
+	srv := c.Nodes[2].Server()
+	c.WaitFor(5*time.Second, "n3 applied the writes it missed", func() bool {
+		n := 0
+		for _, g := range srv.Partitions().Groups() {
+			n += g.Status().Locks
+		}
+		return n == 30
+	})
+	logs := c.Logs(2)
+	restart := strings.LastIndex(logs, "new_data_dir=false")
+	if restart < 0 || strings.Contains(logs[restart:], "cluster formed") {
+		t.Fatal("the restarted node bootstrapped again")
+	}
+}
+
+// TestIsolatedLeaderStopsGranting cuts the leader of partition 0 off from
+// the others. A write sent to it must not be acknowledged; the majority
+// elects a new leader and grants the lock to someone else; after healing,
+// the isolated node follows that grant.
+func TestIsolatedLeaderStopsGranting(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx := Ctx(t)
+	res := resourceIn(0, 3, "iso")
+	victim := c.LeaderIndex(0)
+	c.Isolate(victim, true)
+	isolated := c.Nodes[victim].Client()
+
+	var wg sync.WaitGroup
+	var staleWrite, staleRead testutil.Reply
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		staleWrite, _ = isolated.TryLock(ctx, lockReq(res, "minority", time.Hour))
+	}()
+	go func() {
+		defer wg.Done()
+		staleRead, _ = isolated.GetInfo(ctx, testutil.LockRequest{Resource: res, Durability: testutil.Persistent})
+	}()
+
+	majority := c.Nodes[(victim+1)%3].Client()
+	c.WaitFor(5*time.Second, "the majority elects a new leader", func() bool {
+		rep, err := majority.TryLock(ctx, lockReq(res, "majority", time.Hour))
+		return err == nil && rep.Type == testutil.Locked
+	})
+	wg.Wait()
+	if staleWrite.Type == testutil.Locked {
+		t.Fatalf("the isolated leader acknowledged a write: %v", staleWrite)
+	}
+	if staleRead.Type == testutil.Got || staleRead.Type == testutil.LockDoesNotExist {
+		t.Fatalf("the isolated leader answered a read: %v", staleRead)
+	}
+	c.Isolate(victim, false)
+	c.WaitFor(10*time.Second, "the healed node sees the majority's grant", func() bool {
+		rep, err := isolated.GetInfo(ctx, testutil.LockRequest{Resource: res, Durability: testutil.Persistent})
+		return err == nil && rep.Type == testutil.Got && rep.Owner == "majority"
+	})
+	c.WaitReady(10 * time.Second)
+}

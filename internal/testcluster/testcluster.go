@@ -1,0 +1,316 @@
+// Package testcluster runs a Kahuna cluster of real servers inside one test
+// process: each node is a full server.Server on its own 127.0.0.1 ports with
+// short Raft and gossip timings, and the harness can kill, restart and
+// isolate nodes while the test drives them over HTTP.
+package testcluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kahuna-go/kahuna/internal/testutil"
+	"github.com/kahuna-go/kahuna/pkg/membership"
+	"github.com/kahuna-go/kahuna/pkg/partition"
+	"github.com/kahuna-go/kahuna/pkg/server"
+)
+
+// Options shape a cluster.
+type Options struct {
+	Nodes      int
+	Partitions int
+	// Order is the order nodes start in (default 0, 1, …); Stagger is
+	// the pause between starts.
+	Order   []int
+	Stagger time.Duration
+	// Mutate may adjust each node's configuration.
+	Mutate func(i int, cfg *server.Config)
+}
+
+// Node is one member of the cluster.
+type Node struct {
+	ID     string
+	Dir    string
+	HTTP   string
+	Raft   string
+	Gossip string
+	cfg    server.Config
+	log    *syncBuffer
+
+	mu  sync.Mutex
+	srv *server.Server
+}
+
+// Server returns the running server, or nil while the node is down.
+func (n *Node) Server() *server.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
+}
+
+// Client is an HTTP client for the node's API.
+func (n *Node) Client() *testutil.Client { return testutil.NewClient("http://" + n.HTTP) }
+
+// Cluster is the running set of nodes.
+type Cluster struct {
+	t     testing.TB
+	Nodes []*Node
+	opts  Options
+}
+
+// Start forms a cluster and waits until every node is ready.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Partitions == 0 {
+		opts.Partitions = opts.Nodes
+	}
+	c := &Cluster{t: t, opts: opts}
+	var joins []string
+	for i := range opts.Nodes {
+		n := &Node{
+			ID:     fmt.Sprintf("n%d", i+1),
+			Dir:    t.TempDir(),
+			HTTP:   testutil.FreeAddr(t),
+			Raft:   testutil.FreeAddr(t),
+			Gossip: testutil.FreeAddr(t),
+			log:    &syncBuffer{},
+		}
+		joins = append(joins, n.Gossip)
+		c.Nodes = append(c.Nodes, n)
+	}
+	for i, n := range c.Nodes {
+		n.cfg = server.Config{
+			NodeID:          n.ID,
+			DataDir:         n.Dir,
+			HTTPAddr:        n.HTTP,
+			RaftAddr:        n.Raft,
+			GossipAddr:      n.Gossip,
+			Join:            joins,
+			BootstrapExpect: opts.Nodes,
+			Partitions:      opts.Partitions,
+			Logger:          slog.New(slog.NewTextHandler(n.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", n.ID),
+			Raft:            partition.FastRaftTimings(),
+			Gossip:          membership.FastTimings(),
+			BalanceInterval: 200 * time.Millisecond,
+		}
+		if opts.Mutate != nil {
+			opts.Mutate(i, &n.cfg)
+		}
+	}
+	t.Cleanup(c.shutdown)
+	order := opts.Order
+	if order == nil {
+		for i := range c.Nodes {
+			order = append(order, i)
+		}
+	}
+	for k, i := range order {
+		if k > 0 {
+			time.Sleep(opts.Stagger)
+		}
+		c.StartNode(i)
+	}
+	c.WaitReady(20 * time.Second)
+	// Tests reason about who leads what; let the balancer finish first.
+	c.WaitFor(20*time.Second, "partition leaders are balanced", c.Balanced)
+	return c
+}
+
+// StartNode starts (or restarts, on its old data directory and ports) node i.
+func (c *Cluster) StartNode(i int) {
+	c.t.Helper()
+	n := c.Nodes[i]
+	var srv *server.Server
+	var err error
+	// A restarted node's ports may linger for a moment.
+	for try := 0; try < 50; try++ {
+		if srv, err = server.New(n.cfg); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("start %s: %v", n.ID, err)
+	}
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
+}
+
+// Kill stops node i the way a crash looks to the others.
+func (c *Cluster) Kill(i int) { c.stop(i, false) }
+
+// Stop shuts node i down cleanly.
+func (c *Cluster) Stop(i int) { c.stop(i, true) }
+
+func (c *Cluster) stop(i int, clean bool) {
+	n := c.Nodes[i]
+	n.mu.Lock()
+	srv := n.srv
+	n.srv = nil
+	n.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	if clean {
+		srv.Close()
+	} else {
+		srv.Abort()
+	}
+}
+
+// Isolate cuts node i's Raft and forwarding traffic, or restores it.
+func (c *Cluster) Isolate(i int, on bool) { c.Nodes[i].Server().Isolate(on) }
+
+// Running are the indexes of the nodes that are up.
+func (c *Cluster) Running() []int {
+	var out []int
+	for i, n := range c.Nodes {
+		if n.Server() != nil {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// WaitReady waits until every running node answers /readyz with 200.
+func (c *Cluster) WaitReady(timeout time.Duration) {
+	c.t.Helper()
+	c.WaitFor(timeout, "every running node is ready", func() bool {
+		for _, i := range c.Running() {
+			resp, err := http.Get("http://" + c.Nodes[i].HTTP + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// WaitFor polls cond until it holds or timeout passes.
+func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting until %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Leaders returns each partition's serving leader (empty while it has
+// none), as the running nodes themselves report it.
+func (c *Cluster) Leaders() []string {
+	out := make([]string, c.opts.Partitions)
+	for _, i := range c.Running() {
+		srv := c.Nodes[i].Server()
+		if srv == nil {
+			continue
+		}
+		for p, g := range srv.Partitions().Groups() {
+			if g.IsLeader() {
+				out[p] = c.Nodes[i].ID
+			}
+		}
+	}
+	return out
+}
+
+// LeaderIndex is the index of the node serving partition p, or -1.
+func (c *Cluster) LeaderIndex(p int) int {
+	id := c.Leaders()[p]
+	for i, n := range c.Nodes {
+		if n.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// Balanced reports whether every partition has a leader and leaders are
+// spread over the running nodes with max − min ≤ 1.
+func (c *Cluster) Balanced() bool {
+	count := map[string]int{}
+	for _, i := range c.Running() {
+		count[c.Nodes[i].ID] = 0
+	}
+	for _, l := range c.Leaders() {
+		if l == "" {
+			return false
+		}
+		count[l]++
+	}
+	lo, hi := 1<<30, -1
+	for _, n := range count {
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	return hi-lo <= 1
+}
+
+// Logs returns node i's log so far.
+func (c *Cluster) Logs(i int) string { return c.Nodes[i].log.String() }
+
+func (c *Cluster) shutdown() {
+	var wg sync.WaitGroup
+	for i := range c.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Kill(i)
+		}()
+	}
+	wg.Wait()
+	if c.t.Failed() {
+		for i, n := range c.Nodes {
+			c.t.Logf("---- log of %s ----\n%s", n.ID, tail(c.Logs(i), 60))
+		}
+	}
+}
+
+// Ctx is a context for one request in a test.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func tail(s string, lines int) string {
+	b := []byte(s)
+	n := 0
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == '\n' {
+			n++
+			if n > lines {
+				return string(b[i+1:])
+			}
+		}
+	}
+	return s
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
