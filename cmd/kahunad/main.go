@@ -17,6 +17,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "health" {
+		os.Exit(health(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
 
@@ -54,7 +57,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: kahunad [flags]\n\nEvery flag can also be set with an environment variable, e.g. --http-addr as KAHUNA_HTTP_ADDR.\n\n")
+		fmt.Fprintf(stderr, "Usage: kahunad [flags]\n       kahunad health [--http-addr ADDR]   exit 0 if the node is ready\n\nEvery flag can also be set with an environment variable, e.g. --http-addr as KAHUNA_HTTP_ADDR.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -225,5 +228,43 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
 		t.Error("a usage error created the data directory")
+	}
+}
+
+func TestHealthCommand(t *testing.T) {
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(`{"status":"ready"}`))
+	}))
+	defer ready.Close()
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer notReady.Close()
+	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+	_, port, _ := net.SplitHostPort(addr(ready))
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{"ready", []string{"--http-addr", addr(ready)}, nil, 0},
+		{"from the environment", nil, map[string]string{"KAHUNA_HTTP_ADDR": addr(ready)}, 0},
+		{"bound to every interface", []string{"--http-addr", "0.0.0.0:" + port}, nil, 0},
+		{"not ready", []string{"--http-addr", addr(notReady)}, nil, 1},
+		{"nobody there", []string{"--http-addr", "127.0.0.1:1"}, nil, 1},
+		{"bad address", []string{"--http-addr", "nope"}, nil, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if got := health(tc.args, env(tc.env), &out, &errOut); got != tc.want {
+				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", got, tc.want, out.String(), errOut.String())
+			}
+		})
 	}
 }
