@@ -172,9 +172,16 @@ func TestWaitersAnswerRetryWhenLeadershipEnds(t *testing.T) {
 	n := startSingle(t, 1, nil)
 	g := n.set.Group(0)
 	n.do(Persistent, tryLock("held", "holder", time.Hour))
+	_, before := g.prop.stats()
 	out := make(chan waitResult, 1)
 	go waitLock(context.Background(), g, Persistent, "held", "waiter", time.Minute, time.Minute, out)
-	waitFor(t, time.Second, "waiter queues", func() bool { return lineLength(g, Persistent, "held") == 1 })
+	// The waiter's first attempt must be over (Busy) before the stop,
+	// or it is that in-flight attempt, not the wait, that the stop ends.
+	waitFor(t, time.Second, "waiter tried once and queued", func() bool {
+		_, after := g.prop.stats()
+		return after > before && lineLength(g, Persistent, "held") == 1
+	})
+	time.Sleep(50 * time.Millisecond)
 	n.stop()
 	select {
 	case got := <-out:
