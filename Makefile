@@ -36,3 +36,27 @@ bench-micro:
 
 clean:
 	rm -rf $(BIN)
+
+# A three-node cluster of local processes (n1 n2 n3 on 127.0.0.1:8082/8084/8086),
+# data and logs in cluster/data; see cluster/local.sh for the settings.
+.PHONY: cluster cluster-stop cluster-status test-docker image
+
+cluster:
+	GO=$(GO) bash cluster/local.sh start
+
+cluster-stop:
+	bash cluster/local.sh stop
+
+cluster-status:
+	bash cluster/local.sh status
+
+# The container image: a static kahunad in an image built FROM scratch.
+IMAGE ?= kahuna-go/kahunad:dev
+
+image:
+	GO=$(GO) bash cluster/image.sh $(IMAGE)
+
+# A three-node cluster in Docker (cluster/docker-compose.yml): forms, serves
+# through every node, survives docker kill of one, takes it back.
+test-docker:
+	GO=$(GO) bash cluster/docker-test.sh

@@ -314,3 +314,49 @@ func TestIsolatedLeaderStopsGranting(t *testing.T) {
 	})
 	c.WaitReady(10 * time.Second)
 }
+
+// TestMajorityLossAndFullRestart kills two of three nodes: the survivor
+// must answer 101 (never a stale or unsafe answer), service must resume
+// when a majority is back, and after every node restarts the acknowledged
+// locks are all there.
+func TestMajorityLossAndFullRestart(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	ctx := Ctx(t)
+	held := map[string]int64{}
+	for p := range 3 {
+		res := resourceIn(p, 3, "maj")
+		held[res] = expect(t, testutil.Locked)(c.Nodes[0].Client().TryLock(ctx, lockReq(res, "keeper", time.Hour))).Token()
+	}
+	c.Kill(1)
+	c.Kill(2)
+	survivor := c.Nodes[0].Client()
+	start := time.Now()
+	for res := range held {
+		rep, err := survivor.TryLock(ctx, lockReq(res, "intruder", time.Hour))
+		if err != nil || rep.Type != testutil.MustRetry {
+			t.Fatalf("%s without a majority: %v %v", res, rep, err)
+		}
+	}
+	if el := time.Since(start); el > 15*time.Second {
+		t.Fatalf("answers without a majority took %v", el)
+	}
+	c.StartNode(1)
+	c.WaitFor(15*time.Second, "a majority serves again", func() bool {
+		rep, err := survivor.TryLock(ctx, lockReq(resourceIn(0, 3, "maj"), "keeper", time.Hour))
+		return err == nil && rep.Type == testutil.Locked
+	})
+	// Everyone down, everyone back.
+	for i := range c.Nodes {
+		c.Stop(i)
+	}
+	for i := range c.Nodes {
+		c.StartNode(i)
+	}
+	c.WaitReady(20 * time.Second)
+	for res, tok := range held {
+		info := expect(t, testutil.Got)(c.Nodes[2].Client().GetInfo(ctx, testutil.LockRequest{Resource: res, Durability: testutil.Persistent}))
+		if info.Owner != "keeper" || info.Token() != tok {
+			t.Fatalf("%s after a full restart: %v, was token %d", res, info, tok)
+		}
+	}
+}

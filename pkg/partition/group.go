@@ -252,6 +252,9 @@ func (g *Group) Close() error {
 	g.closeOnce.Do(func() {
 		close(g.shutdown)
 		g.wg.Wait() // the leader loop revokes the term on the way out
+		// Closing the layer first cancels dials to peers that are gone,
+		// which Raft's shutdown would otherwise wait out.
+		g.layer.Close()
 		if err := g.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("partition %d: raft shutdown: %w", g.id, err))
 		}

@@ -247,11 +247,14 @@ func (m *Mux) Register(h Header) (*Layer, error) {
 	if _, ok := m.services[h]; ok {
 		return nil, fmt.Errorf("%w: kind %d partition %d", ErrRegistered, h.Kind, h.Partition)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	l := &Layer{
 		mux:    m,
 		header: h,
 		conns:  make(chan net.Conn, 16),
 		done:   make(chan struct{}),
+		ctx:    ctx,
+		cancel: cancel,
 	}
 	m.services[h] = l
 	return l, nil
@@ -289,6 +292,11 @@ type Layer struct {
 	conns  chan net.Conn
 	done   chan struct{}
 	once   sync.Once
+	// ctx ends with Close, cancelling dials in progress: a peer that
+	// vanished can make a dial hang until its timeout, and shutdown would
+	// wait for it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // Accept waits for the next inbound connection for this service.
@@ -305,6 +313,7 @@ func (l *Layer) Accept() (net.Conn, error) {
 func (l *Layer) Close() error {
 	l.once.Do(func() {
 		close(l.done)
+		l.cancel()
 		l.mux.unregister(l)
 		// Connections routed but never accepted would leak.
 		for {
@@ -324,7 +333,7 @@ func (l *Layer) Addr() net.Addr { return l.mux.advertise }
 
 // Dial connects to the same service on another node.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(l.ctx, timeout)
 	defer cancel()
 	return l.mux.Dial(ctx, string(address), l.header)
 }

@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# End-to-end test of the container image and cluster/docker-compose.yml
+# (`make test-docker`):
+#
+#   1. build the image (cluster/image.sh) under a tag of its own
+#   2. compose up the three nodes and wait until Docker says all are healthy
+#   3. take a persistent lock through kahuna1, see it Busy through kahuna3
+#      and held through kahuna2
+#   4. docker kill the node leading the lock's partition; the other two keep
+#      serving, the lock included
+#   5. start the killed container again: it becomes healthy and sees the lock
+#   6. compose stop: every node exits with code 0 on SIGTERM
+#   7. always, even on failure or Ctrl-C: compose down -v and remove the tag
+#
+# The compose project is named kahuna-test-<time>-<pid>, and the APIs are
+# published on host ports Docker picks, so this never touches a cluster a
+# user runs from the same file, nor the host's 8082/8084/8086.
+#
+# Needs docker (with `docker compose` or docker-compose), curl and Go.
+# KAHUNA_DOCKER_TEST_TIMEOUT (seconds, default 120) bounds each wait.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+t0=$SECONDS
+timeout=${KAHUNA_DOCKER_TEST_TIMEOUT:-120}
+project=kahuna-test-$(date +%s)-$$
+image=kahuna-go/kahunad:test-$project
+resource=docker-test/persistent
+services=(kahuna1 kahuna2 kahuna3)
+
+log() { printf '[docker-test %3ds] %s\n' $((SECONDS - t0)) "$*"; }
+fail() {
+	printf '[docker-test %3ds] FAIL: %s\n' $((SECONDS - t0)) "$*" >&2
+	exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+
+have docker || fail "docker is not installed"
+docker info >/dev/null 2>&1 || fail "the Docker daemon does not answer (docker info fails)"
+if docker compose version >/dev/null 2>&1; then
+	compose=(docker compose)
+elif have docker-compose; then
+	compose=(docker-compose)
+else
+	fail "neither 'docker compose' nor docker-compose is installed"
+fi
+have curl || fail "curl is not installed"
+
+# Settings for the compose file: our image, loopback, ports Docker picks.
+export KAHUNA_IMAGE=$image KAHUNA_PUBLISH_IP=127.0.0.1
+export KAHUNA1_HTTP_PORT='' KAHUNA2_HTTP_PORT='' KAHUNA3_HTTP_PORT=''
+
+dc() { "${compose[@]}" --project-name "$project" --file "$here/docker-compose.yml" "$@"; }
+
+up=0 built=0
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ $rc -ne 0 ] && [ $up -eq 1 ]; then
+		echo "--- containers ---" >&2
+		dc ps >&2 || true
+		echo "--- logs (last 40 lines of each) ---" >&2
+		dc logs --no-color --tail 40 >&2 || true
+	fi
+	if [ $up -eq 1 ]; then
+		log "compose down -v"
+		dc down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 ||
+			dc down --volumes --remove-orphans --timeout 10 || rc=1
+	fi
+	if [ $built -eq 1 ]; then
+		docker image rm "$image" >/dev/null || rc=1
+	fi
+	if [ $rc -eq 0 ]; then
+		log "PASS"
+	else
+		log "FAILED (exit $rc)"
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# json_str JSON KEY / json_num JSON KEY: the first value of KEY in a flat
+# JSON reply.
+json_str() { [[ $1 =~ \"$2\":\"([^\"]*)\" ]] && printf '%s\n' "${BASH_REMATCH[1]}"; }
+json_num() { [[ $1 =~ \"$2\":(-?[0-9]+) ]] && printf '%s\n' "${BASH_REMATCH[1]}"; }
+
+# cid_of SERVICE: its container, looked up once after compose up (compose
+# is slow to ask, and docker start keeps the container).
+declare -a cids
+cid_of() {
+	local i=${1#kahuna}
+	[ -n "${cids[i]:-}" ] || return 1
+	echo "${cids[i]}"
+}
+
+# host_port SERVICE: the host port the service's API is published on.
+host_port() {
+	local out
+	out=$(docker port "$(cid_of "$1")" 8082/tcp 2>/dev/null | head -n 1) || return 1
+	[[ ${out##*:} =~ ^[0-9]+$ ]] || return 1
+	echo "${out##*:}"
+}
+
+# call SERVICE PATH [JSON]: POST JSON (GET without) to the service's API;
+# prints the body, or nothing if there was no answer.
+declare -a port
+call() {
+	local i=${1#kahuna} url
+	url=http://127.0.0.1:${port[i]}$2
+	if [ $# -ge 3 ]; then
+		curl -s -m 10 -XPOST "$url" -d "$3" 2>/dev/null || true
+	else
+		curl -s -m 10 "$url" 2>/dev/null || true
+	fi
+}
+
+# wait_healthy SECONDS SERVICE...: until Docker reports every service
+# healthy; also looks up their host ports.
+wait_healthy() {
+	local limit=$1 s states all cid state next=$((SECONDS + 10))
+	shift
+	local deadline=$((SECONDS + limit))
+	while :; do
+		all=1 states=""
+		for s in "$@"; do
+			cid=$(cid_of "$s") || cid=""
+			state=missing
+			if [ -n "$cid" ]; then
+				state=$(docker inspect -f '{{.State.Status}}/{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$cid" 2>/dev/null) || state=missing
+			fi
+			states+=" $s=$state"
+			[ "$state" = running/healthy ] || all=0
+			case $state in exited/* | dead/*) fail "$s stopped:$states" ;; esac
+		done
+		[ $all -eq 1 ] && break
+		[ $SECONDS -lt "$deadline" ] || fail "not healthy within ${limit}s:$states"
+		if [ $SECONDS -ge $next ]; then
+			log "waiting:$states"
+			next=$((SECONDS + 10))
+		fi
+		sleep 1
+	done
+	for s in "$@"; do
+		port[${s#kahuna}]=$(host_port "$s") || fail "no host port for $s"
+	done
+}
+
+# 1. The image.
+log "building $image"
+built=1
+build_log=$(mktemp "${TMPDIR:-/tmp}/kahuna-docker-test.XXXXXX")
+if ! GO=${GO:-go} bash "$here/image.sh" "$image" >"$build_log" 2>&1; then
+	cat "$build_log" >&2
+	rm -f "$build_log"
+	fail "building the image failed"
+fi
+rm -f "$build_log"
+t_built=$SECONDS
+
+# 2. The cluster.
+log "compose up (project $project, ${compose[*]})"
+up=1
+dc up -d
+for s in "${services[@]}"; do
+	cids[${s#kahuna}]=$(dc ps -q "$s")
+	[ -n "${cids[${s#kahuna}]}" ] || fail "compose up did not create $s"
+done
+wait_healthy "$timeout" "${services[@]}"
+t_healthy=$SECONDS
+log "all three healthy after $((t_healthy - t_built))s; APIs on 127.0.0.1:${port[1]}, :${port[2]}, :${port[3]}"
+
+# 3. A persistent lock through kahuna1, Busy through kahuna3, held through
+#    kahuna2.
+deadline=$((SECONDS + 10))
+while :; do
+	rep=$(call kahuna1 /v1/locks/try-lock "{\"resource\":\"$resource\",\"owner\":\"alice\",\"expiresMs\":600000,\"durability\":1}")
+	[ "$(json_num "$rep" type)" = 0 ] && break
+	[ $SECONDS -lt $deadline ] || fail "try-lock through kahuna1: '$rep', want type 0 (Locked)"
+	sleep 0.5
+done
+token=$(json_num "$rep" fencingToken) || fail "try-lock through kahuna1 has no fencing token: $rep"
+log "kahuna1: try-lock $resource: $rep"
+
+rep=$(call kahuna3 /v1/locks/try-lock "{\"resource\":\"$resource\",\"owner\":\"bob\",\"expiresMs\":600000,\"durability\":1}")
+[ "$(json_num "$rep" type)" = 1 ] && [ "$(json_str "$rep" owner)" = alice ] ||
+	fail "try-lock by bob through kahuna3: '$rep', want type 1 (Busy) owner alice"
+log "kahuna3: try-lock by bob: $rep"
+
+rep=$(call kahuna2 /v1/locks/get-info "{\"resource\":\"$resource\",\"durability\":1}")
+[ "$(json_num "$rep" type)" = 4 ] && [ "$(json_str "$rep" owner)" = alice ] && [ "$(json_num "$rep" fencingToken)" = "$token" ] ||
+	fail "get-info through kahuna2: '$rep', want type 4 (Got) owner alice token $token"
+log "kahuna2: get-info: $rep"
+
+# 4. docker kill the node that leads the lock's partition.
+victim=$(json_str "$rep" servedFrom)
+case $victim in kahuna1 | kahuna2 | kahuna3) ;; *) fail "get-info was served from '$victim', not one of the nodes" ;; esac
+survivors=()
+for s in "${services[@]}"; do [ "$s" = "$victim" ] || survivors+=("$s"); done
+victim_cid=$(cid_of "$victim")
+log "docker kill $victim (the partition leader that served the lock)"
+docker kill "$victim_cid" >/dev/null
+t_kill=$SECONDS
+
+for s in "${survivors[@]}"; do
+	deadline=$((SECONDS + 30)) k=0
+	while :; do
+		k=$((k + 1))
+		info=$(call "$s" /v1/locks/get-info "{\"resource\":\"$resource\",\"durability\":1}")
+		lock=$(call "$s" /v1/locks/try-lock "{\"resource\":\"docker-test/after-kill/$s/$k\",\"owner\":\"carol\",\"expiresMs\":60000,\"durability\":1}")
+		ready=$(call "$s" /readyz)
+		if [ "$(json_num "$info" type)" = 4 ] && [ "$(json_str "$info" owner)" = alice ] &&
+			[ "$(json_num "$info" fencingToken)" = "$token" ] && [ "$(json_num "$lock" type)" = 0 ] &&
+			[ "$(json_str "$ready" status)" = ready ]; then
+			break
+		fi
+		[ $SECONDS -lt $deadline ] ||
+			fail "$s after docker kill $victim: get-info '$info' (want Got alice token $token), try-lock '$lock' (want Locked), readyz '$ready'"
+		sleep 0.5
+	done
+	log "$s serves (the lock still held by alice, token $token) $((SECONDS - t_kill))s after the kill"
+done
+t_served=$SECONDS
+wait_healthy 30 "${survivors[@]}"
+
+# 5. The killed node comes back.
+log "docker start $victim"
+docker start "$victim_cid" >/dev/null
+t_start=$SECONDS
+wait_healthy "$timeout" "$victim"
+t_back=$SECONDS
+log "$victim healthy again after $((t_back - t_start))s (API now on 127.0.0.1:${port[${victim#kahuna}]})"
+deadline=$((SECONDS + 30))
+while :; do
+	info=$(call "$victim" /v1/locks/get-info "{\"resource\":\"$resource\",\"durability\":1}")
+	busy=$(call "$victim" /v1/locks/try-lock "{\"resource\":\"$resource\",\"owner\":\"bob\",\"expiresMs\":600000,\"durability\":1}")
+	status=$(call "$victim" /v1/cluster/status)
+	if [ "$(json_num "$info" type)" = 4 ] && [ "$(json_str "$info" owner)" = alice ] &&
+		[ "$(json_num "$info" fencingToken)" = "$token" ] &&
+		[ "$(json_num "$busy" type)" = 1 ] && [ "$(json_str "$busy" owner)" = alice ] &&
+		[ "$(grep -o '"state":"alive"' <<<"${status#*\"nodes\":}" | wc -l)" -eq 3 ]; then
+		break
+	fi
+	[ $SECONDS -lt $deadline ] ||
+		fail "restarted $victim: get-info '$info' (want Got alice token $token), try-lock by bob '$busy' (want Busy), status '$status' (want 3 alive nodes)"
+	sleep 0.5
+done
+log "$victim sees the lock (alice, token $token) and all three nodes alive"
+rep=$(call "$victim" /v1/locks/try-unlock "{\"resource\":\"$resource\",\"owner\":\"alice\",\"durability\":1}")
+[ "$(json_num "$rep" type)" = 3 ] || fail "try-unlock through $victim: '$rep', want type 3 (Unlocked)"
+wait_healthy 30 "${services[@]}"
+t_end=$SECONDS
+
+# 6. SIGTERM shuts every node down cleanly (exit code 0).
+log "compose stop"
+dc stop --timeout 30 >/dev/null 2>&1
+for s in "${services[@]}"; do
+	code=$(docker inspect -f '{{.State.ExitCode}}' "$(cid_of "$s")")
+	[ "$code" = 0 ] || fail "$s exited with code $code after SIGTERM, want 0"
+done
+log "every node exited with code 0 after SIGTERM ($((SECONDS - t_end))s)"
+
+log "timings: image $((t_built - t0))s, up to healthy $((t_healthy - t_built))s, serving after kill $((t_served - t_kill))s, restart to healthy $((t_back - t_start))s, stop $((SECONDS - t_end))s"
