@@ -123,7 +123,16 @@ func (m *Mux) Serve() error {
 			}
 			return fmt.Errorf("transport: accept: %w", err)
 		}
+		// Add under the lock that Close takes to set closed, so that Add
+		// never races with Close's Wait.
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			conn.Close()
+			return nil
+		}
 		m.wg.Add(1)
+		m.mu.Unlock()
 		go func() {
 			defer m.wg.Done()
 			m.route(conn)
