@@ -9,6 +9,8 @@
 #   4. docker kill the node leading the lock's partition; the other two keep
 #      serving, the lock included
 #   5. start the killed container again: it becomes healthy and sees the lock
+#   5b. disconnect the current leader from the cluster network: the other two
+#      elect a new leader and serve; reconnected, it follows them
 #   6. compose stop: every node exits with code 0 on SIGTERM
 #   7. always, even on failure or Ctrl-C: compose down -v and remove the tag
 #
@@ -249,6 +251,58 @@ done
 log "$victim sees the lock (alice, token $token) and all three nodes alive"
 rep=$(call "$victim" /v1/locks/try-unlock "{\"resource\":\"$resource\",\"owner\":\"alice\",\"durability\":1}")
 [ "$(json_num "$rep" type)" = 3 ] || fail "try-unlock through $victim: '$rep', want type 3 (Unlocked)"
+wait_healthy 30 "${services[@]}"
+
+# 5b. A real network partition: cut the node that now leads the lock's
+#     partition off the cluster network. The other two elect a new leader
+#     and keep serving; when the network comes back, the cut-off node
+#     follows them. (Its API is unreachable while disconnected, so what it
+#     answers meanwhile is covered by the in-process isolation tests.)
+probe="docker-test/partition"
+rep=$(call kahuna1 /v1/locks/try-lock "{\"resource\":\"$resource\",\"owner\":\"dave\",\"expiresMs\":600000,\"durability\":1}")
+[ "$(json_num "$rep" type)" = 0 ] || fail "try-lock by dave before the partition: '$rep', want type 0"
+cut=$(json_str "$rep" servedFrom)
+case $cut in kahuna1 | kahuna2 | kahuna3) ;; *) fail "try-lock was served from '$cut', not one of the nodes" ;; esac
+dave=$(json_num "$rep" fencingToken)
+majority=()
+for s in "${services[@]}"; do [ "$s" = "$cut" ] || majority+=("$s"); done
+network="${project}_kahuna"
+log "docker network disconnect $cut (leader of the lock's partition)"
+docker network disconnect "$network" "$(cid_of "$cut")"
+t_cut=$SECONDS
+deadline=$((SECONDS + 20))
+while :; do
+	info=$(call "${majority[0]}" /v1/locks/get-info "{\"resource\":\"$resource\",\"durability\":1}")
+	lock=$(call "${majority[1]}" /v1/locks/try-lock "{\"resource\":\"$probe\",\"owner\":\"erin\",\"expiresMs\":600000,\"durability\":1}")
+	if [ "$(json_num "$info" type)" = 4 ] && [ "$(json_str "$info" owner)" = dave ] &&
+		[ "$(json_num "$info" fencingToken)" = "$dave" ] && [ "$(json_num "$lock" type)" = 0 ] &&
+		[ "$(json_str "$info" servedFrom)" != "$cut" ]; then
+		break
+	fi
+	[ $SECONDS -lt $deadline ] ||
+		fail "majority after cutting off $cut: get-info '$info' (want Got dave token $dave from a new leader), try-lock '$lock' (want Locked)"
+	sleep 0.3
+done
+t_majority=$SECONDS
+log "the majority (${majority[*]}) serves with a new leader $((t_majority - t_cut))s after the cut"
+# Reconnecting drops the service-name alias compose gave the container;
+# without it the others cannot resolve the node's advertised name.
+docker network connect --alias "$cut" "$network" "$(cid_of "$cut")"
+log "docker network connect $cut"
+# Docker does not restore a reconnected container's published ports; talk
+# to it on its address on the bridge network instead.
+cut_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$(cid_of "$cut")")
+[ -n "$cut_ip" ] || fail "no address for $cut on $network after reconnecting"
+deadline=$((SECONDS + 30))
+while :; do
+	info=$(curl -s -m 5 -XPOST "http://$cut_ip:8082/v1/locks/get-info" -d "{\"resource\":\"$probe\",\"durability\":1}" 2>/dev/null || true)
+	if [ "$(json_num "$info" type)" = 4 ] && [ "$(json_str "$info" owner)" = erin ]; then
+		break
+	fi
+	[ $SECONDS -lt $deadline ] || fail "$cut after healing: get-info $probe '$info', want Got erin"
+	sleep 0.5
+done
+log "$cut follows the majority again $((SECONDS - t_majority))s after healing"
 wait_healthy 30 "${services[@]}"
 t_end=$SECONDS
 

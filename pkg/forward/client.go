@@ -42,9 +42,12 @@ func NewClient(dial DialFunc) *Client {
 	return &Client{
 		dial:        dial,
 		dialTimeout: 2 * time.Second,
-		slack:       15 * time.Second,
-		maxIdle:     64,
-		idle:        make(map[string][]*clientConn),
+		// A leader answers in milliseconds, or in well under a second
+		// with an error once it loses its lease; a peer that vanished
+		// without closing the connection is given up on after this.
+		slack:   5 * time.Second,
+		maxIdle: 64,
+		idle:    make(map[string][]*clientConn),
 	}
 }
 

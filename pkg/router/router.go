@@ -119,7 +119,7 @@ func (r *Router) NodeID() string { return r.nodeID }
 func (r *Router) Execute(ctx context.Context, req Request) (Response, error) {
 	g := r.parts.For(req.Resource)
 	var resp Response
-	err := r.onLeader(ctx, g, func(local bool, leaderID, leaderAddr string) error {
+	err := r.onLeader(ctx, g, func(ctx context.Context, local bool, leaderID, leaderAddr string) error {
 		if !local {
 			var err error
 			resp, err = r.fwd.Forward(ctx, leaderID, leaderAddr, req)
@@ -159,10 +159,10 @@ func ExecuteLocal(ctx context.Context, g *partition.Group, req Request) (fsm.Res
 // if a forwarder is configured. fn returning partition.ErrNotLeader means
 // leadership moved before the request was applied; it is retried until the
 // leader wait runs out.
-func (r *Router) onLeader(ctx context.Context, g *partition.Group, fn func(local bool, leaderID, leaderAddr string) error) error {
+func (r *Router) onLeader(ctx context.Context, g *partition.Group, fn func(ctx context.Context, local bool, leaderID, leaderAddr string) error) error {
 	// The common case, a partition led here, needs no timer.
 	if g.IsLeader() {
-		if err := fn(true, r.nodeID, ""); !errors.Is(err, partition.ErrNotLeader) {
+		if err := fn(ctx, true, r.nodeID, ""); !errors.Is(err, partition.ErrNotLeader) {
 			return err
 		}
 	}
@@ -181,9 +181,9 @@ func (r *Router) onLeader(ctx context.Context, g *partition.Group, fn func(local
 		var err error
 		tried := false
 		if g.IsLeader() {
-			err, tried = fn(true, r.nodeID, ""), true
+			err, tried = fn(ctx, true, r.nodeID, ""), true
 		} else if id, addr := g.Leader(); id != "" && id != r.nodeID && r.fwd != nil {
-			err, tried = fn(false, id, addr), true
+			err, tried = forwardUntilChange(ctx, changed, func(ctx context.Context) error { return fn(ctx, false, id, addr) }), true
 		}
 		if tried && !errors.Is(err, partition.ErrNotLeader) {
 			return err
@@ -202,6 +202,27 @@ func (r *Router) onLeader(ctx context.Context, g *partition.Group, fn func(local
 	}
 }
 
+// forwardUntilChange runs a forwarded call that is cut short if this node
+// sees the partition's leadership change meanwhile: a leader that vanished
+// without closing its connections would otherwise hold the call until its
+// timeout. The outcome of a call cut short is unknown.
+func forwardUntilChange(ctx context.Context, changed <-chan struct{}, call func(context.Context) error) error {
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-fctx.Done():
+		}
+	}()
+	err := call(fctx)
+	if err != nil && fctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("%w: the partition leader changed while the request was forwarded", partition.ErrUnknownOutcome)
+	}
+	return err
+}
+
 // Entry is one lock of a list.
 type Entry struct {
 	fsm.Info
@@ -213,7 +234,7 @@ type Entry struct {
 // resource order. more reports whether further locks follow.
 func (r *Router) List(ctx context.Context, d partition.Durability, prefix, after string, limit int) (entries []Entry, more bool, err error) {
 	for _, g := range r.parts.Groups() {
-		err := r.onLeader(ctx, g, func(local bool, leaderID, leaderAddr string) error {
+		err := r.onLeader(ctx, g, func(ctx context.Context, local bool, leaderID, leaderAddr string) error {
 			// One more than asked tells whether another page follows.
 			var infos []fsm.Info
 			var err error
