@@ -360,3 +360,53 @@ func TestMajorityLossAndFullRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestMinorityAndBridgePartitions splits five nodes 3/2 and checks that the
+// majority side serves while the minority never acknowledges a write, then
+// draws a bridge and heals.
+func TestMinorityAndBridgePartitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("five nodes")
+	}
+	c := Start(t, Options{Nodes: 5, Partitions: 5})
+	ctx := Ctx(t)
+	c.Partition([]int{0, 1, 2}, []int{3, 4})
+	res := "split/0"
+	c.WaitFor(10*time.Second, "the majority side serves", func() bool {
+		rep, err := c.Nodes[0].Client().TryLock(ctx, lockReq(res, "majority", time.Hour))
+		return err == nil && rep.Type == testutil.Locked
+	})
+	for _, i := range []int{3, 4} {
+		rep, err := c.Nodes[i].Client().TryLock(ctx, lockReq(res, fmt.Sprint("minority-", i), time.Hour))
+		if err == nil && rep.Type == testutil.Locked {
+			t.Fatalf("minority node %d acknowledged a write: %v", i, rep)
+		}
+	}
+	// A bridge: node 2 reaches everyone, the two sides do not reach
+	// each other.
+	side := func(i int) int {
+		if i < 2 {
+			return 0
+		}
+		if i > 2 {
+			return 1
+		}
+		return -1
+	}
+	c.Cut(func(a, b int) bool { return side(a) >= 0 && side(b) >= 0 && side(a) != side(b) })
+	// Every partition keeps (or finds) a leader with a majority; the bridge
+	// node reaches all of them, so it serves every resource.
+	for p := range 5 {
+		r := resourceIn(p, 5, "bridge")
+		c.WaitFor(15*time.Second, "the bridge node serves partition "+fmt.Sprint(p), func() bool {
+			rep, err := c.Nodes[2].Client().TryLock(ctx, lockReq(r, "x", time.Hour))
+			return err == nil && rep.Type == testutil.Locked
+		})
+	}
+	c.Partition()
+	c.WaitReady(15 * time.Second)
+	info := expect(t, testutil.Got)(c.Nodes[4].Client().GetInfo(ctx, testutil.LockRequest{Resource: res, Durability: testutil.Persistent}))
+	if info.Owner != "majority" {
+		t.Fatalf("after healing %s is held by %q", res, info.Owner)
+	}
+}

@@ -167,6 +167,41 @@ func (c *Cluster) stop(i int, clean bool) {
 // Isolate cuts node i's Raft and forwarding traffic, or restores it.
 func (c *Cluster) Isolate(i int, on bool) { c.Nodes[i].Server().Isolate(on) }
 
+// Partition splits the cluster's internal network into groups of node
+// indexes: nodes talk only within their group. Nodes left out of every
+// group are cut off from everyone. Partition() heals everything.
+func (c *Cluster) Partition(groups ...[]int) {
+	group := map[int]int{}
+	for g, members := range groups {
+		for _, i := range members {
+			group[i] = g + 1
+		}
+	}
+	c.Cut(func(a, b int) bool {
+		if len(groups) == 0 {
+			return false
+		}
+		return group[a] == 0 || group[a] != group[b]
+	})
+}
+
+// Cut blocks traffic between every pair a, b of nodes for which cut(a, b)
+// is true (asked both ways round; either answer cuts the pair). It can draw
+// any topology, e.g. a bridge where one node still reaches both sides.
+func (c *Cluster) Cut(cut func(a, b int) bool) {
+	for a, n := range c.Nodes {
+		var blocked []string
+		for b, m := range c.Nodes {
+			if a != b && (cut(a, b) || cut(b, a)) {
+				blocked = append(blocked, m.Raft)
+			}
+		}
+		if srv := n.Server(); srv != nil {
+			srv.BlockPeers(blocked)
+		}
+	}
+}
+
 // Running are the indexes of the nodes that are up.
 func (c *Cluster) Running() []int {
 	var out []int

@@ -367,6 +367,10 @@ func (s *Server) NodeID() string { return s.data.meta.NodeID }
 // every other node, or restores it; a fault hook for tests and drills.
 func (s *Server) Isolate(on bool) { s.mux.SetIsolated(on) }
 
+// BlockPeers cuts the connections this node makes to the given internal
+// addresses (nil: none); see transport.Mux.SetBlocked. A fault hook.
+func (s *Server) BlockPeers(addrs []string) { s.mux.SetBlocked(addrs) }
+
 // Partitions exposes the node's partitions (for tests and tools).
 func (s *Server) Partitions() *partition.Set { return s.parts }
 

@@ -84,6 +84,7 @@ type Mux struct {
 	// isolated cuts them all (a fault hook for tests and drills).
 	conns    map[*trackedConn]struct{}
 	isolated bool
+	blocked  map[string]bool
 }
 
 // NewMux wraps ln. advertise is the address other nodes dial (nil: the
@@ -164,7 +165,7 @@ func (m *Mux) route(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	tc, err := m.track(conn)
+	tc, err := m.track(conn, "")
 	if err != nil {
 		conn.Close()
 		return
@@ -176,14 +177,17 @@ func (m *Mux) route(conn net.Conn) {
 	}
 }
 
-// ErrIsolated is what dialing returns while the node is isolated.
+// ErrIsolated is what dialing returns while the node is isolated or the
+// peer is blocked.
 var ErrIsolated = errors.New("transport: node is isolated")
 
 // trackedConn removes itself from the mux's set when closed.
 type trackedConn struct {
 	net.Conn
-	m    *Mux
-	once sync.Once
+	m *Mux
+	// target is the address dialed, empty for inbound connections.
+	target string
+	once   sync.Once
 }
 
 func (c *trackedConn) Close() error {
@@ -195,15 +199,39 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-func (m *Mux) track(conn net.Conn) (*trackedConn, error) {
+func (m *Mux) track(conn net.Conn, target string) (*trackedConn, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.isolated {
+	if m.isolated || m.blocked[target] {
 		return nil, ErrIsolated
 	}
-	tc := &trackedConn{Conn: conn, m: m}
+	tc := &trackedConn{Conn: conn, m: m, target: target}
 	m.conns[tc] = struct{}{}
 	return tc, nil
+}
+
+// SetBlocked cuts this node's connections to the given peers (their
+// internal addresses) and refuses new ones; nil unblocks everyone. Only the
+// connections this node dialed are affected: a partition between two nodes
+// is made by blocking each from the other, which cuts the connections of
+// both directions, and leaves every other pair alone (so majority/minority
+// splits and bridges can be built). A fault hook for tests.
+func (m *Mux) SetBlocked(peers []string) {
+	m.mu.Lock()
+	m.blocked = make(map[string]bool, len(peers))
+	for _, p := range peers {
+		m.blocked[p] = true
+	}
+	var cut []*trackedConn
+	for c := range m.conns {
+		if c.target != "" && m.blocked[c.target] {
+			cut = append(cut, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range cut {
+		c.Close()
+	}
 }
 
 // SetIsolated cuts the node off from every other node, or reconnects it:
@@ -229,16 +257,16 @@ func (m *Mux) SetIsolated(on bool) {
 // isolation applies to it.
 func (m *Mux) Dial(ctx context.Context, addr string, h Header) (net.Conn, error) {
 	m.mu.Lock()
-	isolated := m.isolated
+	refused := m.isolated || m.blocked[addr]
 	m.mu.Unlock()
-	if isolated {
+	if refused {
 		return nil, fmt.Errorf("%w: dial %s", ErrIsolated, addr)
 	}
 	conn, err := DialService(ctx, addr, h)
 	if err != nil {
 		return nil, err
 	}
-	tc, err := m.track(conn)
+	tc, err := m.track(conn, addr)
 	if err != nil {
 		conn.Close()
 		return nil, err

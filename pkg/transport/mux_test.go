@@ -230,3 +230,53 @@ func TestIsolation(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestBlockedPeers partitions a from b while both still reach c.
+func TestBlockedPeers(t *testing.T) {
+	a, b, c := newMux(t), newMux(t), newMux(t)
+	h := Header{KindRaft, 1}
+	la, lb, lc := register(t, a, h), register(t, b, h), register(t, c, h)
+	ctx := context.Background()
+	ab, err := a.Dial(ctx, b.Addr().String(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lb.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	ba, err := b.Dial(ctx, a.Addr().String(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := la.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	a.SetBlocked([]string{b.Addr().String()})
+	b.SetBlocked([]string{a.Addr().String()})
+	for name, conn := range map[string]net.Conn{"a→b": ab, "b→a": ba} {
+		if _, err := conn.Write([]byte("x")); err == nil {
+			t.Fatalf("%s survived the partition", name)
+		}
+	}
+	if _, err := a.Dial(ctx, b.Addr().String(), h); !errors.Is(err, ErrIsolated) {
+		t.Fatalf("a dials b across the partition: %v", err)
+	}
+	// Both still reach c.
+	for _, m := range []*Mux{a, b} {
+		conn, err := m.Dial(ctx, c.Addr().String(), h)
+		if err != nil {
+			t.Fatalf("dial c: %v", err)
+		}
+		if _, err := lc.Accept(); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	a.SetBlocked(nil)
+	b.SetBlocked(nil)
+	conn, err := a.Dial(ctx, b.Addr().String(), h)
+	if err != nil {
+		t.Fatalf("after healing: %v", err)
+	}
+	conn.Close()
+}
