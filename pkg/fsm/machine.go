@@ -105,18 +105,50 @@ func (s *state) nextToken() (uint64, bool) {
 }
 
 // Get reads resource at the given leader wall time.
-func (m *Machine) Get(wall int64, resource string) Result {
+//
+// unlogged reports that the answer relies on time the log has not recorded:
+// the lock has expired by wall, but not by the last time a command carried
+// into the log. A new leader resumes the lease clock from the log, so it
+// would see that lock live again; before a reader acts on such an answer,
+// the time must be logged (see partition.Group.Get).
+func (m *Machine) Get(wall int64, resource string) (r Result, unlogged bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.st.table.Get(m.st.instant(wall), resource)
+	r = m.st.table.Get(m.st.instant(wall), resource)
+	if r.Outcome == NotFound {
+		unlogged = m.st.table.Get(m.st.logged(), resource).Outcome == Got
+	}
+	return r, unlogged
 }
 
 // List reads up to limit live locks in resource order; see Table.List.
-func (m *Machine) List(wall int64, prefix, after string, limit int) []Info {
+// unlogged is as for Get: some lock it leaves out has expired only by time
+// the log has not recorded.
+func (m *Machine) List(wall int64, prefix, after string, limit int) (infos []Info, unlogged bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.st.table.List(m.st.instant(wall), prefix, after, limit)
+	infos = m.st.table.List(m.st.instant(wall), prefix, after, limit)
+	// Everything live now was live at the logged time (the lease clock only
+	// moves forward); a lock live then, missing now, and within the range
+	// this page covers, was left out on unlogged time.
+	shown := make(map[string]bool, len(infos))
+	for _, in := range infos {
+		shown[in.Resource] = true
+	}
+	full := len(infos) == limit
+	for _, l := range m.st.table.List(m.st.logged(), prefix, after, limit) {
+		if full && l.Resource > infos[len(infos)-1].Resource {
+			break
+		}
+		if !shown[l.Resource] {
+			return infos, true
+		}
+	}
+	return infos, false
 }
+
+// logged is the last time the log recorded, as an Instant.
+func (s *state) logged() Instant { return Instant{Lease: s.lease, Wall: s.lease + s.offset} }
 
 // Len is the number of entries held, expired ones not yet collected included.
 func (m *Machine) Len() int {

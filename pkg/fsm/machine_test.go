@@ -230,7 +230,7 @@ func TestSemantics(t *testing.T) {
 				t.Fatalf("result\n got %+v\nwant %+v", got, tc.want)
 			}
 			if tc.checkAt != 0 {
-				if st := m.Get(tc.checkAt, "r"); st != tc.wantState {
+				if st, _ := m.Get(tc.checkAt, "r"); st != tc.wantState {
 					t.Fatalf("state afterwards\n got %+v\nwant %+v", st, tc.wantState)
 				}
 			}
@@ -254,7 +254,7 @@ func TestGetInfo(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := m.Get(tc.at, tc.res); got != tc.want {
+			if got, _ := m.Get(tc.at, tc.res); got != tc.want {
 				t.Fatalf("got %+v want %+v", got, tc.want)
 			}
 		})
@@ -345,7 +345,7 @@ func TestPromoteNeverShortensLeases(t *testing.T) {
 		// last recorded time, so the lease may be lengthened by that second.
 		now := t0 + 5000 + skew
 		run(m, []step{{now, Command{Op: OpPromote}}})
-		got := m.Get(now, "r")
+		got, _ := m.Get(now, "r")
 		if got.Outcome != Got || got.ExpiresIn != 6000 {
 			t.Fatalf("skew %d: right after promote %+v, want 6000 ms left", skew, got)
 		}
@@ -385,6 +385,10 @@ func TestList(t *testing.T) {
 	}
 	run(m, []step{{t0, extend("app/dead", "o-app/dead", 1)}})
 	now := t0 + 10
+	list := func(now int64, prefix, after string, limit int) []Info {
+		in, _ := m.List(now, prefix, after, limit)
+		return in
+	}
 	names := func(in []Info) []string {
 		var out []string
 		for _, i := range in {
@@ -403,20 +407,50 @@ func TestList(t *testing.T) {
 		}
 		return true
 	}
-	if got := names(m.List(now, "app/", "", 10)); !eq(got, []string{"app/a", "app/b", "app/c"}) {
+	if got := names(list(now, "app/", "", 10)); !eq(got, []string{"app/a", "app/b", "app/c"}) {
 		t.Fatalf("prefix list %v", got)
 	}
-	if got := names(m.List(now, "app/", "", 2)); !eq(got, []string{"app/a", "app/b"}) {
+	if got := names(list(now, "app/", "", 2)); !eq(got, []string{"app/a", "app/b"}) {
 		t.Fatalf("limited list %v", got)
 	}
-	if got := names(m.List(now, "app/", "app/b", 10)); !eq(got, []string{"app/c"}) {
+	if got := names(list(now, "app/", "app/b", 10)); !eq(got, []string{"app/c"}) {
 		t.Fatalf("cursor list %v", got)
 	}
-	if got := names(m.List(now, "", "", 10)); !eq(got, []string{"app/a", "app/b", "app/c", "other"}) {
+	if got := names(list(now, "", "", 10)); !eq(got, []string{"app/a", "app/b", "app/c", "other"}) {
 		t.Fatalf("full list %v", got)
 	}
-	info := m.List(now, "other", "", 1)[0]
+	info := list(now, "other", "", 1)[0]
 	if info.Owner != "o-other" || info.Token != 4 || info.ExpiresIn != 990 || info.ExpiresAt != t0+1000 {
 		t.Fatalf("info %+v", info)
+	}
+}
+
+// TestReadsReportUnloggedExpiry checks that Get and List say when their
+// answer relies on time no command has carried into the log yet.
+func TestReadsReportUnloggedExpiry(t *testing.T) {
+	m := newMachine(t)
+	run(m, []step{{t0, lock("short", "a", 100)}, {t0, lock("long", "b", 10_000)}})
+	if r, unlogged := m.Get(t0+50, "short"); r.Outcome != Got || unlogged {
+		t.Fatalf("live lock: %+v unlogged=%v", r, unlogged)
+	}
+	if r, unlogged := m.Get(t0+200, "short"); r.Outcome != NotFound || !unlogged {
+		t.Fatalf("expired only by unlogged time: %+v unlogged=%v", r, unlogged)
+	}
+	if _, unlogged := m.List(t0+200, "", "", 10); !unlogged {
+		t.Fatal("list left out a lock on unlogged time without saying so")
+	}
+	if _, unlogged := m.List(t0+200, "long", "", 10); unlogged {
+		t.Fatal("a list that does not cover the expired lock reported unlogged time")
+	}
+	// Once a command records the time, the same reads are settled.
+	run(m, []step{{t0 + 200, expire(30_000, 0)}})
+	if r, unlogged := m.Get(t0+200, "short"); r.Outcome != NotFound || unlogged {
+		t.Fatalf("after logging the time: %+v unlogged=%v", r, unlogged)
+	}
+	if _, unlogged := m.List(t0+200, "", "", 10); unlogged {
+		t.Fatal("list still unlogged after the time was logged")
+	}
+	if r, unlogged := m.Get(t0+200, "missing"); r.Outcome != NotFound || unlogged {
+		t.Fatalf("a lock that never existed: %+v unlogged=%v", r, unlogged)
 	}
 }

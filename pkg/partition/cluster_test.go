@@ -123,7 +123,7 @@ func TestLeaderFailover(t *testing.T) {
 			if n.set == nil {
 				continue
 			}
-			if r := n.set.Group(p).machine.Get(time.Now().UnixMilli(), res); r.Token != p2.Token {
+			if r, _ := n.set.Group(p).machine.Get(time.Now().UnixMilli(), res); r.Token != p2.Token {
 				return false
 			}
 		}

@@ -306,3 +306,25 @@ func TestLeasesRunOnTheInjectedClock(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiryObservedByAReadSurvivesALeaderChange is the regression test for
+// a read that saw a lock expired by the leader's clock while the log still
+// had it live: the next leader resumes the lease clock from the log and
+// would have shown the lock live again.
+func TestExpiryObservedByAReadSurvivesALeaderChange(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "n1", dir, "127.0.0.1:0", 1, nil) // no ticks: nothing else logs time
+	n.bootstrapAlone()
+	n.waitServing()
+	n.do(Persistent, tryLock("brief", "a", 300*time.Millisecond))
+	time.Sleep(400 * time.Millisecond)
+	if r := n.get(Persistent, "brief"); r.Outcome != fsm.NotFound {
+		t.Fatalf("read after expiry: %+v", r)
+	}
+	n.stop()
+	n2 := startNode(t, "n1", dir, n.addr, 1, nil)
+	n2.waitServing()
+	if r := n2.get(Persistent, "brief"); r.Outcome != fsm.NotFound {
+		t.Fatalf("a lock read as expired is live again after a leader change: %+v", r)
+	}
+}

@@ -134,12 +134,19 @@ func (g *Group) lockWait(ctx context.Context, t *term, req Request) (fsm.Result,
 		case <-expired:
 		case <-deadline.C:
 			if !tried {
-				last = g.peek(t, req.Durability, req.Cmd.Resource)
-				if last.Outcome != fsm.Busy {
+				// Never reached the head: a read (with its usual
+				// leadership check) names the holder for the Busy reply.
+				cur, err := g.Get(ctx, req.Durability, req.Cmd.Resource)
+				if err != nil {
+					return fsm.Result{}, err
+				}
+				if cur.Outcome != fsm.Got {
 					// Free now, but our time is up: one last try.
 					_, res, err := try()
 					return res, err
 				}
+				cur.Outcome = fsm.Busy
+				return cur, nil
 			}
 			return last, nil
 		case <-ctx.Done():
@@ -172,21 +179,6 @@ func (g *Group) abandoned(ctx context.Context, t *term, req Request, res fsm.Res
 	return res
 }
 
-// peek reads a lock's current holder without a leadership check; it only
-// serves to name the holder in a Busy reply.
-func (g *Group) peek(t *term, d Durability, resource string) fsm.Result {
-	var r fsm.Result
-	if d == Ephemeral {
-		r = t.ephemeral.get(t.now(), resource)
-	} else {
-		r = g.machine.Get(t.now(), resource)
-	}
-	if r.Outcome == fsm.Got {
-		r.Outcome = fsm.Busy
-	}
-	return r
-}
-
 // Get reads a lock. Persistent reads are linearizable: they reflect every
 // write acknowledged before the read began.
 func (g *Group) Get(ctx context.Context, d Durability, resource string) (fsm.Result, error) {
@@ -197,7 +189,7 @@ func (g *Group) Get(ctx context.Context, d Durability, resource string) (fsm.Res
 	if d == Ephemeral {
 		return t.ephemeral.get(t.now(), resource), nil
 	}
-	return g.machine.Get(t.now(), resource), nil
+	return readLogged(g, t, func(now int64) (fsm.Result, bool) { return g.machine.Get(now, resource) })
 }
 
 // List returns up to limit live locks with the prefix after the cursor
@@ -210,7 +202,28 @@ func (g *Group) List(ctx context.Context, d Durability, prefix, after string, li
 	if d == Ephemeral {
 		return t.ephemeral.list(t.now(), prefix, after, limit), nil
 	}
-	return g.machine.List(t.now(), prefix, after, limit), nil
+	return readLogged(g, t, func(now int64) ([]fsm.Info, bool) { return g.machine.List(now, prefix, after, limit) })
+}
+
+// readLogged runs a persistent read and, when its answer relies on time the
+// log has not recorded (a lock that expired since the last command), first
+// records the time with an empty expire command and reads again. Otherwise a
+// reader could see a lock expired and, after a leader change, live again:
+// the next leader resumes the lease clock from the log.
+func readLogged[T any](g *Group, t *term, read func(now int64) (T, bool)) (T, error) {
+	var zero T
+	for range 5 {
+		v, unlogged := read(t.now())
+		if !unlogged {
+			return v, nil
+		}
+		if _, err := g.prop.propose(fsm.Command{Op: fsm.OpExpire, TTL: g.cfg.Grace.Milliseconds()}); err != nil {
+			return zero, err
+		}
+	}
+	// Locks kept expiring between recording the time and reading: rare
+	// enough that the caller can simply ask again.
+	return zero, fmt.Errorf("%w: locks expired while the read was being recorded", ErrTryAgain)
 }
 
 // readable returns the term once this node has shown it may serve a read.

@@ -1,0 +1,192 @@
+package check
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/kahuna-go/kahuna/internal/chaos"
+)
+
+// LinearizabilityReport is the outcome of Linearizable.
+type LinearizabilityReport struct {
+	// Anomalies has one entry per lock that is not linearizable, and one
+	// (with Unknown set) per lock the search could not decide in time.
+	Anomalies []Anomaly
+	// Locks checked, and how many were Ok, Illegal and Unknown.
+	Locks, Ok, Illegal, Unknown int
+	Duration                    time.Duration
+	// failures keep what the visualization needs, for WriteArtifacts.
+	failures []linFailure
+}
+
+type linFailure struct {
+	lock   chaos.LockKey
+	result porcupine.CheckResult
+	info   porcupine.LinearizationInfo
+}
+
+// Passed is true when every lock was decided and linearizable.
+func (r LinearizabilityReport) Passed() bool { return r.Illegal == 0 && r.Unknown == 0 }
+
+// Linearizable checks the persistent locks of h against the lock model
+// (model.go), one porcupine search per resource, in parallel. Replies that
+// Replies objects to are treated as unknown outcomes here. Resources must
+// have been fresh (no entry, no token issued) when the history began.
+func Linearizable(h chaos.History, opt Options) LinearizabilityReport {
+	start := time.Now()
+	ops := sanitize(h.Filter(func(o chaos.Op) bool {
+		// An unanswered read changed nothing and constrains nothing.
+		return o.Durability == chaos.Persistent && (o.Definite || o.Kind != chaos.GetInfo)
+	}))
+	keys, groups := chaos.ByLock(ops)
+	rep := LinearizabilityReport{Locks: len(keys)}
+
+	type outcome struct {
+		result porcupine.CheckResult
+		info   porcupine.LinearizationInfo
+		ran    bool
+	}
+	results := make([]outcome, len(keys))
+	var deadline time.Time
+	if opt.Timeout > 0 {
+		deadline = start.Add(opt.Timeout)
+	}
+	model := lockModel()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				var budget time.Duration // zero: unbounded
+				if !deadline.IsZero() {
+					budget = time.Until(deadline)
+					if budget <= 0 {
+						results[i] = outcome{result: porcupine.Unknown}
+						continue
+					}
+				}
+				res, info := porcupine.CheckOperationsVerbose(model, toPorcupine(groups[keys[i]], opt.LeaseSlack), budget)
+				results[i] = outcome{result: res, info: info, ran: true}
+			}
+		}()
+	}
+	for i := range keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	for i, k := range keys {
+		o := results[i]
+		switch o.result {
+		case porcupine.Ok:
+			rep.Ok++
+			continue
+		case porcupine.Illegal:
+			rep.Illegal++
+			rep.Anomalies = append(rep.Anomalies, illegalAnomaly(model, k, groups[k], o.info, opt.LeaseSlack))
+		default:
+			rep.Unknown++
+			n := 0
+			for _, op := range groups[k] {
+				if !op.Definite {
+					n++
+				}
+			}
+			msg := fmt.Sprintf("not decided within the %v timeout (%d ops, %d with unknown outcome)", opt.Timeout, len(groups[k]), n)
+			if !o.ran {
+				msg = fmt.Sprintf("not checked: the %v timeout ran out first (%d ops)", opt.Timeout, len(groups[k]))
+			}
+			rep.Anomalies = append(rep.Anomalies, Anomaly{Checker: NameLinearizability, Lock: k, Unknown: true, Message: msg})
+		}
+		if o.ran {
+			rep.failures = append(rep.failures, linFailure{lock: k, result: o.result, info: o.info})
+		}
+	}
+	rep.Duration = time.Since(start)
+	return rep
+}
+
+// toPorcupine turns one lock's ops into porcupine operations. Unknown
+// outcomes never return: their Return is the end of time, so they may be
+// linearized anywhere after their invocation, or (the model's "not applied"
+// branch) have no effect at all.
+func toPorcupine(ops []chaos.Op, slack time.Duration) []porcupine.Operation {
+	out := make([]porcupine.Operation, len(ops))
+	for i, o := range ops {
+		ret := int64(math.MaxInt64)
+		if o.Definite {
+			ret = int64(o.Complete)
+		}
+		meta := o.Node
+		if o.Err != "" {
+			meta += " " + o.Err
+		}
+		out[i] = porcupine.Operation{
+			ClientId: o.Client,
+			Input: request{
+				ID: o.ID, Kind: o.Kind, Owner: o.Owner, TTL: o.TTL, Wait: o.Wait,
+				Invoke: o.Invoke, MinEnd: leaseFloor(o, slack),
+			},
+			Call:     int64(o.Invoke),
+			Output:   reply{Definite: o.Definite, Type: o.Type, Token: o.Token, Holder: o.Holder, End: end(o)},
+			Return:   ret,
+			Metadata: meta,
+		}
+	}
+	return out
+}
+
+// illegalAnomaly explains a failed search with porcupine's longest partial
+// linearization: how far an explanation got, the state(s) it left the lock
+// in, and the definite ops that could have come next, none of which fits.
+func illegalAnomaly(model porcupine.Model, k chaos.LockKey, ops []chaos.Op, info porcupine.LinearizationInfo, slack time.Duration) Anomaly {
+	a := Anomaly{Checker: NameLinearizability, Lock: k}
+	var longest []int
+	if parts := info.PartialLinearizations(); len(parts) > 0 {
+		for _, p := range parts[0] {
+			if len(p) > len(longest) {
+				longest = p
+			}
+		}
+	}
+	pops := toPorcupine(ops, slack)
+	state := model.Init()
+	done := make([]bool, len(ops))
+	for _, i := range longest {
+		_, state = model.Step(state, pops[i].Input, pops[i].Output)
+		done[i] = true
+	}
+	// The ops that could be next: not yet linearized, and invoked before
+	// every pending op's reply (otherwise real time would put one first).
+	horizon := infinity
+	for i, o := range ops {
+		if !done[i] {
+			horizon = min(horizon, end(o))
+		}
+	}
+	var next []chaos.Op
+	for i, o := range ops {
+		if !done[i] && o.Definite && o.Invoke <= horizon {
+			next = append(next, o)
+		}
+	}
+	a.Message = fmt.Sprintf("not linearizable: the longest explainable order covers %d of %d ops and leaves the lock %s; no op that could come next fits",
+		len(longest), len(ops), model.DescribeState(state))
+	if n := len(longest); n > 0 {
+		a.Message += " (last explained: " + ops[longest[n-1]].String() + ")"
+	}
+	const show = 6
+	if len(next) > show {
+		next = next[:show]
+	}
+	a.Ops = next
+	return a
+}
