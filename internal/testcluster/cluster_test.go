@@ -49,23 +49,41 @@ func expect(t *testing.T, want int) func(testutil.Reply, error) testutil.Reply {
 // leaders end up one per node.
 func TestFormationInAnyOrder(t *testing.T) {
 	c := Start(t, Options{Nodes: 3, Order: []int{2, 0, 1}, Stagger: 300 * time.Millisecond})
+	// Each node's view converges; under load on a small CI machine an
+	// election may be running at the instant we look, so poll until the
+	// view is complete and remember the last mismatch for the failure.
 	for _, n := range c.Nodes {
-		st, err := n.Client().Status(Ctx(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.Node.ID != n.ID || len(st.Nodes) != 3 || len(st.Partitions) != 3 {
-			t.Fatalf("%s status: %+v", n.ID, st)
-		}
-		for _, m := range st.Nodes {
-			if m.State != "alive" || m.HTTPAddr == "" {
-				t.Fatalf("%s sees %+v", n.ID, m)
+		var problem string
+		complete := func() bool {
+			st, err := n.Client().Status(Ctx(t))
+			switch {
+			case err != nil:
+				problem = err.Error()
+				return false
+			case st.Node.ID != n.ID || len(st.Nodes) != 3 || len(st.Partitions) != 3:
+				problem = fmt.Sprintf("status: %+v", st)
+				return false
 			}
-		}
-		for _, p := range st.Partitions {
-			if fmt.Sprint(p.Voters) != "[n1 n2 n3]" || p.Leader == "" {
-				t.Fatalf("%s: partition %+v", n.ID, p)
+			for _, m := range st.Nodes {
+				if m.State != "alive" || m.HTTPAddr == "" {
+					problem = fmt.Sprintf("sees %+v", m)
+					return false
+				}
 			}
+			for _, p := range st.Partitions {
+				if fmt.Sprint(p.Voters) != "[n1 n2 n3]" || p.Leader == "" {
+					problem = fmt.Sprintf("partition %+v", p)
+					return false
+				}
+			}
+			return true
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !complete() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %s", n.ID, problem)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	c.WaitFor(10*time.Second, "one leader per node", c.Balanced)
