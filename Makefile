@@ -9,6 +9,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/kahunad ./cmd/kahunad
+	$(GO) build -o $(BIN)/kahuna-cli ./cmd/kahuna-cli
 	$(GO) build -o $(BIN)/kahuna-bench ./cmd/kahuna-bench
 
 # A single node on 127.0.0.1:8082 with its data in ./kahuna-data.

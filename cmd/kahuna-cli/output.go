@@ -1,0 +1,270 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/client"
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// outcome is the answer to one operation: printed as text (console) or as
+// one JSON object (--format json), and mapped to an exit code.
+type outcome interface {
+	exitCode() int
+	// text is the console form, without a trailing newline.
+	text() string
+}
+
+// printer writes outcomes. In console form, answers (exit code 0 or 1) go
+// to out and failures (usage, unreachable, interrupted) to errOut; in JSON form every outcome is one
+// line of JSON on out.
+type printer struct {
+	out, errOut io.Writer
+	json        bool
+}
+
+func (p printer) print(o outcome) {
+	if p.json {
+		b, err := json.Marshal(o)
+		if err != nil { // every outcome type marshals; never expected
+			fmt.Fprintf(p.errOut, "kahuna-cli: encoding the result: %v\n", err)
+			return
+		}
+		fmt.Fprintf(p.out, "%s\n", b)
+		return
+	}
+	w := p.out
+	if c := o.exitCode(); c != exitOK && c != exitNegative {
+		w = p.errOut
+	}
+	fmt.Fprintln(w, o.text())
+}
+
+// report is the outcome of an operation on one lock.
+//
+// JSON: {"result": …, "resource": …, "durability": …} and, depending on the
+// result, owner, fencingToken, holder, expiresInMs, acquiredAt, expiresAt,
+// error. See docs/cli.md.
+type report struct {
+	Result       string `json:"result"`
+	Resource     string `json:"resource,omitempty"`
+	Durability   string `json:"durability,omitempty"`
+	Owner        string `json:"owner,omitempty"`
+	FencingToken *int64 `json:"fencingToken,omitempty"`
+	Holder       string `json:"holder,omitempty"`
+	ExpiresInMs  *int64 `json:"expiresInMs,omitempty"`
+	AcquiredAt   string `json:"acquiredAt,omitempty"`
+	ExpiresAt    string `json:"expiresAt,omitempty"`
+	Error        string `json:"error,omitempty"`
+
+	line string
+	code int
+}
+
+func (r report) exitCode() int { return r.code }
+func (r report) text() string  { return r.line }
+
+// Results: the "result" field of the JSON form.
+const (
+	resultAcquired    = "acquired"
+	resultBusy        = "busy"
+	resultExtended    = "extended"
+	resultUnlocked    = "unlocked"
+	resultReleased    = "released"
+	resultFound       = "found"
+	resultNotFound    = "not-found"
+	resultNotOwner    = "not-owner"
+	resultListed      = "listed"
+	resultCluster     = "cluster"
+	resultInvalid     = "invalid-input"
+	resultUnavailable = "unavailable"
+	resultError       = "error"
+	resultInterrupted = "interrupted"
+)
+
+// Console wording of negative outcomes.
+const (
+	notAcquired        = "not acquired"
+	notExtended        = "not extended"
+	notUnlocked        = "not unlocked"
+	reasonNotFound     = "not found"
+	reasonNotTheOwner  = "held by another owner"
+	consoleErrorPrefix = "kahuna-cli: "
+)
+
+func newReport(t target, result string) report {
+	return report{Result: result, Resource: t.resource, Durability: t.durability.String()}
+}
+
+func int64p(v int64) *int64 { return &v }
+
+func acquiredReport(l *client.Lock) report {
+	r := newReport(target{l.Resource(), l.Durability()}, resultAcquired)
+	r.Owner, r.FencingToken = l.Owner(), int64p(l.Token())
+	r.line = fmt.Sprintf("f%d acquired %s", l.Token(), l.Owner())
+	return r
+}
+
+func busyReport(t target, holder string) report {
+	r := newReport(t, resultBusy)
+	r.Holder, r.code = holder, exitNegative
+	r.line = fmt.Sprintf("%s: held by %s", notAcquired, holder)
+	return r
+}
+
+func extendedReport(t target, owner string, token int64) report {
+	r := newReport(t, resultExtended)
+	r.Owner, r.FencingToken = owner, int64p(token)
+	r.line = fmt.Sprintf("f%d extended", token)
+	return r
+}
+
+func unlockedReport(t target, owner string) report {
+	r := newReport(t, resultUnlocked)
+	r.Owner, r.line = owner, "unlocked"
+	return r
+}
+
+func infoReport(t target, in *client.Info) report {
+	r := newReport(t, resultFound)
+	r.Owner, r.FencingToken = in.Owner, int64p(in.Token)
+	r.ExpiresInMs = int64p(in.ExpiresIn.Milliseconds())
+	r.AcquiredAt, r.ExpiresAt = stamp(in.AcquiredAt), stamp(in.ExpiresAt)
+	r.line = fmt.Sprintf("f%d %s expires in %s", in.Token, in.Owner, formatDuration(in.ExpiresIn))
+	return r
+}
+
+// negativeReport is a not-found or not-owner answer to an operation whose
+// console form starts with prefix ("not extended", "not unlocked"), or
+// with nothing but the reason when prefix is empty.
+func negativeReport(t target, prefix string, notOwner bool) report {
+	result, reason := resultNotFound, reasonNotFound
+	if notOwner {
+		result, reason = resultNotOwner, reasonNotTheOwner
+	}
+	r := newReport(t, result)
+	r.code = exitNegative
+	r.line = reason
+	if prefix != "" {
+		r.line = prefix + ": " + reason
+	}
+	return r
+}
+
+// errorReport is an operation that failed: the server was unreachable or
+// broken (exit 3), or refused the request's input (exit 2).
+func errorReport(t target, err error) report {
+	r := newReport(t, resultError)
+	r.code = exitCodeOf(err)
+	switch r.code {
+	case exitUsage:
+		r.Result = resultInvalid
+	case exitUnavailable:
+		if isUnavailable(err) {
+			r.Result = resultUnavailable
+		}
+	}
+	r.Error = err.Error()
+	r.line = consoleErrorPrefix + err.Error()
+	return r
+}
+
+// interruptedReport is an operation cut short by SIGINT or SIGTERM.
+func interruptedReport(t target, code int) report {
+	r := newReport(t, resultInterrupted)
+	r.code = code
+	r.Error = "interrupted"
+	r.line = consoleErrorPrefix + "interrupted"
+	return r
+}
+
+// stamp formats a server time as RFC 3339 with milliseconds, UTC.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// listReport is the outcome of a listing.
+//
+// JSON: {"result":"listed","durability":…,"prefix":…,"locks":[{resource,
+// owner, fencingToken, expiresInMs, acquiredAt, expiresAt}, …]}.
+type listReport struct {
+	Result     string      `json:"result"`
+	Durability string      `json:"durability"`
+	Prefix     string      `json:"prefix,omitempty"`
+	Locks      []listEntry `json:"locks"`
+}
+
+type listEntry struct {
+	Resource     string `json:"resource"`
+	Owner        string `json:"owner"`
+	FencingToken int64  `json:"fencingToken"`
+	ExpiresInMs  int64  `json:"expiresInMs"`
+	AcquiredAt   string `json:"acquiredAt"`
+	ExpiresAt    string `json:"expiresAt"`
+}
+
+func (r listReport) exitCode() int { return exitOK }
+
+func (r listReport) text() string {
+	if len(r.Locks) == 0 {
+		return "no locks"
+	}
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESOURCE\tOWNER\tTOKEN\tEXPIRES IN")
+	for _, l := range r.Locks {
+		fmt.Fprintf(tw, "%s\t%s\tf%d\t%s\n", l.Resource, l.Owner, l.FencingToken, formatDuration(time.Duration(l.ExpiresInMs)*time.Millisecond))
+	}
+	tw.Flush()
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// clusterReport is the cluster as one node sees it.
+//
+// JSON: {"result":"cluster","servedFrom":…,"nodes":[…],"partitions":[…]},
+// the nodes and partitions as GET /v1/cluster/status has them.
+type clusterReport struct {
+	Result     string                 `json:"result"`
+	ServedFrom string                 `json:"servedFrom"`
+	Nodes      []wire.NodeStatus      `json:"nodes"`
+	Partitions []wire.PartitionStatus `json:"partitions"`
+	st         *client.Status
+}
+
+func newClusterReport(st *client.Status) clusterReport {
+	return clusterReport{Result: resultCluster, ServedFrom: st.ServedFrom, Nodes: st.Nodes, Partitions: st.Partitions, st: st}
+}
+
+func (r clusterReport) exitCode() int { return exitOK }
+
+func (r clusterReport) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s, %d %s, as %s sees it\n", len(r.st.Nodes), plural(len(r.st.Nodes), "node", "nodes"),
+		len(r.st.Partitions), plural(len(r.st.Partitions), "partition", "partitions"), r.st.ServedFrom)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSTATE\tHTTP\tRAFT")
+	for _, n := range r.st.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, n.State, n.HTTPAddr, n.RaftAddr)
+	}
+	tw.Flush()
+	b.WriteString("\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLOCKS\tVOTERS")
+	for _, p := range r.st.Partitions {
+		leader := p.Leader
+		if leader == "" {
+			leader = "(none)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\n", p.ID, leader, p.Term, p.CommitIndex, p.AppliedIndex, p.Locks, strings.Join(p.Voters, ","))
+	}
+	tw.Flush()
+	return strings.TrimSuffix(b.String(), "\n")
+}
