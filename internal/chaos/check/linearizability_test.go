@@ -335,7 +335,14 @@ func TestLinearizableSearchTimeout(t *testing.T) {
 	if r.Ok == 1 {
 		t.Skip("the search finished within a millisecond on this machine")
 	}
-	if r.Unknown != 1 || r.Passed() || !r.Anomalies[0].Unknown || !strings.Contains(r.Anomalies[0].Message, "not decided") {
+	// On a slow machine the millisecond may be gone before the search
+	// starts; either way the lock is reported undecided, never passed.
+	msg := ""
+	if len(r.Anomalies) == 1 {
+		msg = r.Anomalies[0].Message
+	}
+	if r.Unknown != 1 || r.Passed() || !r.Anomalies[0].Unknown ||
+		!(strings.Contains(msg, "not decided") || strings.Contains(msg, "not checked")) {
 		t.Fatalf("report %+v", r)
 	}
 }
