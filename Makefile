@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build run test vet fmt-check bench bench-micro clean
+.PHONY: all build run test vet fmt-check bench bench-micro chaos clean
 
 all: build
 
@@ -34,6 +34,17 @@ bench:
 # Go micro-benchmarks of the hot paths (no HTTP).
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./pkg/partition/ ./pkg/fsm/
+
+# The long fault-injection run (docs/safety.md): a workload against a cluster
+# while nemeses strike, then every check. For example:
+#   make chaos CHAOS_DURATION=30m CHAOS_NEMESES=kill-leader,split CHAOS_NODES=5
+#   make chaos CHAOS_ARGS="-chaos.processes -chaos.seed 42"
+CHAOS_DURATION ?= 5m
+CHAOS_NEMESES ?= all
+CHAOS_NODES ?= 3
+chaos:
+	$(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./internal/chaos/suite -args \
+		-chaos.duration $(CHAOS_DURATION) -chaos.nemeses $(CHAOS_NEMESES) -chaos.nodes $(CHAOS_NODES) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(BIN)

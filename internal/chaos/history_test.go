@@ -99,6 +99,36 @@ func TestRecorderOutcomes(t *testing.T) {
 	_ = h5
 }
 
+func TestRecorderCancel(t *testing.T) {
+	var clk fakeClock
+	r := NewRecorderWithClock(clk.now)
+	base := Op{Kind: Unlock, Resource: "r", Durability: Persistent, Owner: "a"}
+	first, dropped, last := r.Begin(base), r.Begin(base), r.Begin(base)
+	if err := r.Cancel(dropped); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.End(dropped, Reply{Type: TypeUnlocked}, nil); err == nil {
+		t.Error("End after Cancel accepted")
+	}
+	if err := r.End(first, Reply{Type: TypeUnlocked}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Cancel(first); err == nil {
+		t.Error("Cancel after End accepted")
+	}
+	if err := r.Cancel(Handle(9)); err == nil {
+		t.Error("Cancel of an unknown handle accepted")
+	}
+	_ = last
+	h := r.History()
+	if err := h.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Ops) != 2 || !h.Ops[0].Definite || h.Ops[1].Definite || h.Ops[1].Invoke != 3*time.Millisecond {
+		t.Fatalf("history without the canceled op: %+v", h.Ops)
+	}
+}
+
 // Many goroutines record at once; run with -race.
 func TestRecorderConcurrent(t *testing.T) {
 	r := NewRecorder()

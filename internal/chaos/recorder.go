@@ -33,9 +33,10 @@ var ErrNoReply = errors.New("no reply recorded")
 type Recorder struct {
 	now func() time.Duration
 
-	mu    sync.Mutex
-	ops   []Op
-	ended []bool
+	mu       sync.Mutex
+	ops      []Op
+	ended    []bool
+	canceled []bool
 }
 
 // NewRecorder starts a recorder whose clock reads zero now. time.Since uses
@@ -68,7 +69,26 @@ func (r *Recorder) Begin(op Op) Handle {
 	op.Definite, op.Type, op.Token, op.Holder, op.Node, op.Err = false, 0, 0, "", "", ""
 	r.ops = append(r.ops, op)
 	r.ended = append(r.ended, false)
+	r.canceled = append(r.canceled, false)
 	return Handle(op.ID)
+}
+
+// Cancel drops an operation that surely never reached a server (its
+// connection was refused): it has no effect to account for, and keeping it
+// as indefinite would only widen the checkers' search. Cancelling an ended
+// op is an error and changes nothing.
+func (r *Recorder) Cancel(h Handle) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := int(h)
+	if i < 0 || i >= len(r.ops) {
+		return fmt.Errorf("chaos: cancel of unknown op %d", i)
+	}
+	if r.ended[i] {
+		return fmt.Errorf("chaos: op %d canceled after it ended", i)
+	}
+	r.ended[i], r.canceled[i] = true, true
+	return nil
 }
 
 // End records the operation's completion now. A non-nil err (a timeout, a
@@ -105,20 +125,32 @@ func (r *Recorder) End(h Handle, rep Reply, err error) error {
 	return nil
 }
 
-// History returns a copy of everything recorded so far. Ops not yet ended
-// are included as indefinite (ErrNoReply), completing now: a client that
-// was still waiting when the run stopped does not know the outcome either.
+// History returns a copy of everything recorded so far, without canceled
+// ops, numbered afresh. Ops not yet ended are included as indefinite
+// (ErrNoReply), completing now: a client that was still waiting when the
+// run stopped does not know the outcome either.
 func (r *Recorder) History() History {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	ops := make([]Op, len(r.ops))
-	copy(ops, r.ops)
-	for i := range ops {
-		if !r.ended[i] {
-			ops[i].Complete = max(now, ops[i].Invoke)
-			ops[i].Err = ErrNoReply.Error()
+	ops := make([]Op, 0, len(r.ops))
+	for i, op := range r.ops {
+		if r.canceled[i] {
+			continue
 		}
+		if !r.ended[i] {
+			op.Complete = max(now, op.Invoke)
+			op.Err = ErrNoReply.Error()
+		}
+		op.ID = len(ops)
+		ops = append(ops, op)
 	}
 	return History{Ops: ops}
+}
+
+// Op returns operation h as recorded so far.
+func (r *Recorder) Op(h Handle) Op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ops[int(h)]
 }

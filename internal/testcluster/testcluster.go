@@ -124,6 +124,14 @@ func Start(t testing.TB, opts Options) *Cluster {
 // StartNode starts (or restarts, on its old data directory and ports) node i.
 func (c *Cluster) StartNode(i int) {
 	c.t.Helper()
+	if err := c.TryStartNode(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// TryStartNode is StartNode returning its error, for callers outside the
+// test goroutine.
+func (c *Cluster) TryStartNode(i int) error {
 	n := c.Nodes[i]
 	var srv *server.Server
 	var err error
@@ -135,11 +143,12 @@ func (c *Cluster) StartNode(i int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
-		c.t.Fatalf("start %s: %v", n.ID, err)
+		return fmt.Errorf("start %s: %w", n.ID, err)
 	}
 	n.mu.Lock()
 	n.srv = srv
 	n.mu.Unlock()
+	return nil
 }
 
 // Kill stops node i the way a crash looks to the others.

@@ -1,0 +1,250 @@
+// Package nemesis injects faults into a running Kahuna cluster while a
+// workload runs: crashes and restarts of one node, a partition's leader, a
+// majority or every node; paused processes; network partitions (one node
+// cut off, a majority/minority split, a bridge); and leader churn. The
+// cluster is reached through the Cluster interface, implemented for
+// in-process clusters and for real processes.
+package nemesis
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrUnsupported is returned by a Cluster that cannot apply a fault (an
+// in-process cluster cannot pause a node).
+var ErrUnsupported = errors.New("fault not supported by this cluster")
+
+// Cluster is what the nemeses act on. Node indexes run from 0 to Size()-1.
+type Cluster interface {
+	Size() int
+	Partitions() int
+	// Kill crashes node i: no clean shutdown, nothing handed over.
+	Kill(i int) error
+	// Restart starts a killed node again on its data directory.
+	Restart(i int) error
+	// Pause freezes node i (SIGSTOP) and Resume thaws it.
+	Pause(i int) error
+	Resume(i int) error
+	// Cut blocks internal traffic between every pair a, b of nodes for
+	// which cut(a, b) is true; Cut(nil) heals the network.
+	Cut(cut func(a, b int) bool) error
+	// Leader is the index of the node leading partition p, -1 if none.
+	Leader(p int) int
+	// TransferLeadership asks partition p's leader to hand over.
+	TransferLeadership(p int) error
+}
+
+// Kind names a nemesis.
+type Kind string
+
+// The nemeses.
+const (
+	KillOne      Kind = "kill-one"
+	KillLeader   Kind = "kill-leader"
+	KillMajority Kind = "kill-majority"
+	KillAll      Kind = "kill-all"
+	PauseOne     Kind = "pause-one"
+	PauseLeader  Kind = "pause-leader"
+	IsolateOne   Kind = "isolate-one"
+	IsolateLead  Kind = "isolate-leader"
+	Split        Kind = "split"
+	Bridge       Kind = "bridge"
+	Churn        Kind = "leader-churn"
+)
+
+// All lists every nemesis, in the order they are described in docs/safety.md.
+func All() []Kind {
+	return []Kind{KillOne, KillLeader, KillMajority, KillAll, PauseOne, PauseLeader,
+		IsolateOne, IsolateLead, Split, Bridge, Churn}
+}
+
+// Parse reads a comma-separated list of nemesis names; "all" means All().
+func Parse(s string) ([]Kind, error) {
+	if s == "" || s == "all" {
+		return All(), nil
+	}
+	var out []Kind
+	for _, name := range strings.Split(s, ",") {
+		k := Kind(strings.TrimSpace(name))
+		if !slices.Contains(All(), k) {
+			return nil, fmt.Errorf("unknown nemesis %q (known: %s)", k, joinKinds(All()))
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+func joinKinds(ks []Kind) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Fault is one injected fault, on the run's clock.
+type Fault struct {
+	Kind Kind
+	// Detail says which nodes, e.g. "n2" or "{n1 n2} | {n3}".
+	Detail string
+	// Start and Healed are when it was injected and undone.
+	Start, Healed time.Duration
+	// Recovered is when every partition had a leader again after the
+	// heal (zero if it was not seen before the next step).
+	Recovered time.Duration
+	// LeaderGap is the longest time any partition had no leader, from
+	// the injection until Quiet after the heal.
+	LeaderGap time.Duration
+	// Err is set when the fault could not be applied.
+	Err error
+}
+
+// Recovery is how long the cluster took to elect leaders everywhere after
+// the fault was healed, or -1 if that was not seen.
+func (f Fault) Recovery() time.Duration {
+	if f.Recovered == 0 {
+		return -1
+	}
+	return f.Recovered - f.Healed
+}
+
+// Injector applies one fault at a time to a cluster.
+type Injector struct {
+	c   Cluster
+	rng *rand.Rand
+	// names maps an index to a node name for Detail.
+	names func(i int) string
+}
+
+// NewInjector returns an injector; names renders node indexes (nil: n1, n2…).
+func NewInjector(c Cluster, rng *rand.Rand, names func(int) string) *Injector {
+	if names == nil {
+		names = func(i int) string { return fmt.Sprintf("n%d", i+1) }
+	}
+	return &Injector{c: c, rng: rng, names: names}
+}
+
+// Inject applies a fault of kind k and returns what it did and the function
+// that undoes it.
+func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error) {
+	n := in.c.Size()
+	switch k {
+	case KillOne:
+		return in.kill([]int{in.rng.Intn(n)})
+	case KillLeader:
+		return in.kill([]int{in.leaderOrAny()})
+	case KillMajority:
+		return in.kill(in.pick(n/2 + 1))
+	case KillAll:
+		return in.kill(in.pick(n))
+	case PauseOne, PauseLeader:
+		i := in.rng.Intn(n)
+		if k == PauseLeader {
+			i = in.leaderOrAny()
+		}
+		if err := in.c.Pause(i); err != nil {
+			return "", nil, err
+		}
+		return in.names(i), func() error { return in.c.Resume(i) }, nil
+	case IsolateOne, IsolateLead:
+		i := in.rng.Intn(n)
+		if k == IsolateLead {
+			i = in.leaderOrAny()
+		}
+		return in.cut(in.names(i)+" | rest", func(a, b int) bool { return a == i || b == i })
+	case Split:
+		minority := in.pick(n / 2)
+		side := map[int]bool{}
+		for _, i := range minority {
+			side[i] = true
+		}
+		return in.cut(in.sides(side, -1), func(a, b int) bool { return side[a] != side[b] })
+	case Bridge:
+		// One node (the bridge) talks to both halves; the halves do not
+		// talk to each other. With three nodes: a - b - c.
+		order := in.rng.Perm(n)
+		bridge := order[0]
+		side := map[int]bool{}
+		for _, i := range order[1 : 1+(n-1)/2] {
+			side[i] = true
+		}
+		detail := fmt.Sprintf("bridge %s between %s", in.names(bridge), in.sides(side, bridge))
+		return in.cut(detail, func(a, b int) bool {
+			return a != bridge && b != bridge && side[a] != side[b]
+		})
+	case Churn:
+		var moved []string
+		for p := range in.c.Partitions() {
+			err := in.c.TransferLeadership(p)
+			if errors.Is(err, ErrUnsupported) {
+				return "", nil, err
+			}
+			if err == nil {
+				moved = append(moved, fmt.Sprint(p))
+			}
+		}
+		return "transferred partitions " + strings.Join(moved, ","), func() error { return nil }, nil
+	}
+	return "", nil, fmt.Errorf("unknown nemesis %q", k)
+}
+
+func (in *Injector) kill(nodes []int) (string, func() error, error) {
+	slices.Sort(nodes)
+	var names []string
+	for _, i := range nodes {
+		if err := in.c.Kill(i); err != nil {
+			return "", nil, fmt.Errorf("kill %s: %w", in.names(i), err)
+		}
+		names = append(names, in.names(i))
+	}
+	return strings.Join(names, " "), func() error {
+		var errs []error
+		for _, i := range nodes {
+			errs = append(errs, in.c.Restart(i))
+		}
+		return errors.Join(errs...)
+	}, nil
+}
+
+func (in *Injector) cut(detail string, cut func(a, b int) bool) (string, func() error, error) {
+	if err := in.c.Cut(cut); err != nil {
+		return "", nil, err
+	}
+	return detail, func() error { return in.c.Cut(nil) }, nil
+}
+
+// pick returns k distinct random nodes.
+func (in *Injector) pick(k int) []int {
+	return in.rng.Perm(in.c.Size())[:k]
+}
+
+// leaderOrAny is the leader of a random partition, or a random node while
+// that partition has none.
+func (in *Injector) leaderOrAny() int {
+	if i := in.c.Leader(in.rng.Intn(in.c.Partitions())); i >= 0 {
+		return i
+	}
+	return in.rng.Intn(in.c.Size())
+}
+
+// sides renders a two-way split, e.g. "{n1} | {n2 n3}", leaving out the
+// node except (a bridge; -1 for none).
+func (in *Injector) sides(side map[int]bool, except int) string {
+	var a, b []string
+	for i := range in.c.Size() {
+		if i == except {
+			continue
+		}
+		if side[i] {
+			a = append(a, in.names(i))
+		} else {
+			b = append(b, in.names(i))
+		}
+	}
+	return "{" + strings.Join(a, " ") + "} | {" + strings.Join(b, " ") + "}"
+}

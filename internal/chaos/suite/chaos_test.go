@@ -1,0 +1,139 @@
+package suite
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
+	"github.com/kahuna-go/kahuna/internal/chaos/workload"
+	"github.com/kahuna-go/kahuna/internal/testcluster"
+)
+
+// The long run (make chaos) is one test run with flags; without them
+// TestChaos runs the short version every `make test` runs.
+var (
+	flagDuration  = flag.Duration("chaos.duration", 0, "run one chaos experiment this long (default: the short suite)")
+	flagNemeses   = flag.String("chaos.nemeses", "all", "comma-separated nemeses, or all: "+strings.Join(kindNames(), ","))
+	flagNodes     = flag.Int("chaos.nodes", 3, "cluster size")
+	flagSeed      = flag.Int64("chaos.seed", 0, "seed (0: random, printed)")
+	flagClients   = flag.Int("chaos.clients", 12, "concurrent workload clients")
+	flagProcesses = flag.Bool("chaos.processes", false, "run real kahunad processes instead of in-process servers")
+	flagArtifacts = flag.String("chaos.artifacts", "", "folder for a failed run's history and reports (default: a new folder under the temp dir)")
+)
+
+func kindNames() []string {
+	var out []string
+	for _, k := range nemesis.All() {
+		out = append(out, string(k))
+	}
+	return out
+}
+
+// run is one experiment of the suite.
+type run struct {
+	seed      int64
+	nodes     int
+	duration  time.Duration
+	nemeses   []nemesis.Kind
+	clients   int
+	processes bool
+	// brisk paces faults closer together, for the short suite.
+	brisk bool
+}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos runs take tens of seconds")
+	}
+	if *flagDuration > 0 {
+		kinds, err := nemesis.Parse(*flagNemeses)
+		if err != nil {
+			t.Fatal(err)
+		}
+		experiment(t, run{seed: seedOrRandom(*flagSeed), nodes: *flagNodes, duration: *flagDuration,
+			nemeses: kinds, clients: *flagClients, processes: *flagProcesses})
+		return
+	}
+	// The short suite: fixed seeds, so a failure reproduces its choices,
+	// plus one fresh seed per run, printed, to keep finding new ones.
+	for _, r := range []run{
+		{seed: 1, nodes: 3, duration: 12 * time.Second, brisk: true},
+		{seed: 2, nodes: 5, duration: 10 * time.Second, brisk: true,
+			nemeses: []nemesis.Kind{nemesis.KillMajority, nemesis.Split, nemesis.Bridge, nemesis.IsolateLead, nemesis.KillLeader}},
+		{seed: seedOrRandom(0), nodes: 3, duration: 10 * time.Second, brisk: true},
+	} {
+		t.Run(fmt.Sprintf("seed=%d/nodes=%d", r.seed, r.nodes), func(t *testing.T) { experiment(t, r) })
+	}
+}
+
+func seedOrRandom(s int64) int64 {
+	if s != 0 {
+		return s
+	}
+	return time.Now().UnixNano() % 1_000_000
+}
+
+func experiment(t *testing.T, r run) {
+	t.Logf("seed %d (rerun: go test ./internal/chaos/suite -run TestChaos -args -chaos.duration %v -chaos.seed %d -chaos.nodes %d)",
+		r.seed, r.duration, r.seed, r.nodes)
+	var target Target
+	if r.processes {
+		target = startProcesses(t, r.nodes)
+	} else {
+		c := testcluster.Start(t, testcluster.Options{Nodes: r.nodes})
+		target = inProcess{c: c, partitions: r.nodes}
+	}
+	dir := *flagArtifacts
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", fmt.Sprintf("kahuna-chaos-seed%d-", r.seed)); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(dir) // only if empty: a failed run keeps its files
+	}
+	cfg := Config{
+		Workload:     workload.Config{Clients: r.clients},
+		Nemeses:      r.nemeses,
+		Duration:     r.duration,
+		Seed:         r.seed,
+		ArtifactsDir: dir,
+		Log:          slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	}
+	if *flagDuration > 0 {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil)) // live progress
+	}
+	if r.brisk {
+		cfg.Quiet, cfg.MinHold, cfg.MaxHold = 700*time.Millisecond, 300*time.Millisecond, 1200*time.Millisecond
+	}
+	res, err := Run(cfg, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *flagDuration > 0 {
+		fmt.Print(res.String()) // make chaos prints the summary, pass or fail
+	} else {
+		t.Log("\n" + res.String())
+	}
+	if !res.Passed() {
+		t.Fatalf("%d anomalies; artifacts in %s", len(res.Anomalies), dir)
+	}
+	if len(res.Faults) == 0 {
+		t.Fatal("no fault was injected")
+	}
+	if res.Report.Summary.Definite < 100 {
+		t.Fatalf("only %d definite operations: the workload did not run", res.Report.Summary.Definite)
+	}
+}
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

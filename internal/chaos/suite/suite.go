@@ -1,0 +1,315 @@
+// Package suite runs one fault-injection experiment end to end: a workload
+// against a cluster while nemeses strike, then the faults stop and every
+// resource must become lockable again within a bound, then every node is
+// killed at once and restarted and every acknowledged persistent write must
+// still be there; finally the checkers judge the whole history. A failed
+// run leaves its history, anomalies and porcupine's visualisation in a
+// folder.
+package suite
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kahuna-go/kahuna/internal/chaos"
+	"github.com/kahuna-go/kahuna/internal/chaos/check"
+	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
+	"github.com/kahuna-go/kahuna/internal/chaos/workload"
+)
+
+// Target is a cluster the suite can drive and break.
+type Target interface {
+	nemesis.Cluster
+	// Endpoints are the nodes' HTTP base URLs, in node order.
+	Endpoints() []string
+	// WaitReady waits until every node answers /readyz.
+	WaitReady(timeout time.Duration) error
+}
+
+// Config is one run.
+type Config struct {
+	Workload workload.Config
+	Nemeses  []nemesis.Kind
+	// Duration is how long the workload runs with faults.
+	Duration time.Duration
+	// Quiet, MinHold and MaxHold pace the faults (nemesis.Schedule).
+	Quiet, MinHold, MaxHold time.Duration
+	Seed                    int64
+	// RecoveryBound is how soon after the last heal every resource must
+	// be lockable again.
+	RecoveryBound time.Duration
+	// LeaseSlack and CheckTimeout tune the checkers (check.Options).
+	LeaseSlack, CheckTimeout time.Duration
+	// ArtifactsDir receives the history and reports of a failed run.
+	ArtifactsDir string
+	Log          *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Duration, 20*time.Second)
+	def(&c.Quiet, time.Second)
+	def(&c.MinHold, 500*time.Millisecond)
+	def(&c.MaxHold, 2*time.Second)
+	def(&c.RecoveryBound, 15*time.Second)
+	def(&c.LeaseSlack, 10*time.Millisecond)
+	def(&c.CheckTimeout, 2*time.Minute)
+	if c.Nemeses == nil {
+		c.Nemeses = nemesis.All()
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	c.Workload.Seed = c.Seed
+	c.Workload = c.Workload.WithDefaults()
+	return c
+}
+
+// Result is what a run found.
+type Result struct {
+	Config  Config
+	History chaos.History
+	Faults  []nemesis.Fault
+	// Report holds the history checkers; Durability the full-restart
+	// check; Recovery the post-fault probes.
+	Report     check.Report
+	Durability []check.Anomaly
+	Recovery   Recovery
+	Store      workload.StoreStats
+	// Anomalies is everything found, by every check.
+	Anomalies []check.Anomaly
+	// Artifacts are the files written for a failed run.
+	Artifacts []string
+}
+
+// Passed is true when no check found anything or left a question open.
+func (r Result) Passed() bool { return len(r.Anomalies) == 0 }
+
+// Run executes one experiment against t.
+func Run(cfg Config, t Target) (Result, error) {
+	cfg = cfg.withDefaults()
+	cfg.Workload.Endpoints = t.Endpoints()
+	log := cfg.Log
+	res := Result{Config: cfg}
+	rec := chaos.NewRecorder()
+	store := workload.NewFencedStore()
+
+	// 1. Workload under faults.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		workload.Run(ctx, cfg.Workload, rec, store)
+	}()
+	sched := nemesis.Schedule{Kinds: cfg.Nemeses, Quiet: cfg.Quiet, MinHold: cfg.MinHold, MaxHold: cfg.MaxHold, Now: rec.Now, Log: log}
+	res.Faults = sched.Run(ctx, t, rand.New(rand.NewSource(cfg.Seed)))
+	wg.Wait()
+	for _, f := range res.Faults {
+		if f.Err != nil {
+			return res, fmt.Errorf("suite: %s (%s): %w", f.Kind, f.Detail, f.Err)
+		}
+	}
+
+	// 2. Recovery: every resource lockable again, in both namespaces.
+	log.Info("faults over; probing recovery")
+	res.Recovery = probeRecovery(cfg, rec)
+	for _, k := range res.Recovery.Failed {
+		res.Anomalies = append(res.Anomalies, check.Anomaly{Checker: NameRecovery, Lock: k,
+			Message: fmt.Sprintf("not lockable within %v after the faults stopped", cfg.RecoveryBound)})
+	}
+
+	// 3. Kill every node at once, restart, read everything back.
+	log.Info("killing every node")
+	before := rec.History()
+	final := nemesis.Fault{Kind: nemesis.KillAll, Detail: "every node, at once (durability check)", Start: rec.Now()}
+	for i := range t.Size() {
+		if err := t.Kill(i); err != nil {
+			return res, fmt.Errorf("suite: kill n%d: %w", i+1, err)
+		}
+	}
+	for i := range t.Size() {
+		if err := t.Restart(i); err != nil {
+			return res, fmt.Errorf("suite: restart n%d: %w", i+1, err)
+		}
+	}
+	final.Healed = rec.Now()
+	if err := t.WaitReady(30 * time.Second); err != nil {
+		return res, fmt.Errorf("suite: after restarting every node: %w", err)
+	}
+	final.Recovered = rec.Now()
+	res.Faults = append(res.Faults, final)
+	readBack(cfg, rec)
+	all := rec.History()
+	after := all.Ops[len(before.Ops):]
+
+	// 4. Judge.
+	opts := check.Options{LeaseSlack: cfg.LeaseSlack, Timeout: cfg.CheckTimeout}
+	report, err := check.Run(all, opts)
+	if err != nil {
+		return res, fmt.Errorf("suite: %w", err)
+	}
+	start := time.Now()
+	res.Durability = check.DurableAfterRestart(before, after, opts)
+	report.Summary.Add(check.NameDurability, res.Durability, time.Since(start))
+	res.Store = store.Stats()
+	var fenced []check.Anomaly
+	for _, v := range res.Store.Violations {
+		fenced = append(fenced, check.Anomaly{Checker: NameStore, Message: v})
+	}
+	report.Summary.Add(NameStore, fenced, 0)
+	report.Summary.Add(NameRecovery, res.Anomalies, 0)
+	res.Report, res.History = report, all
+	res.Anomalies = slices.Concat(report.Anomalies, res.Durability, fenced, res.Anomalies)
+
+	if !res.Passed() && cfg.ArtifactsDir != "" {
+		report.Anomalies = res.Anomalies
+		files, err := report.WriteArtifacts(cfg.ArtifactsDir, all)
+		if err != nil {
+			return res, fmt.Errorf("suite: %w", err)
+		}
+		faults := filepath.Join(cfg.ArtifactsDir, "faults.txt")
+		if err := os.WriteFile(faults, []byte(res.String()), 0o644); err != nil {
+			return res, fmt.Errorf("suite: %w", err)
+		}
+		res.Artifacts = append(files, faults)
+	}
+	return res, nil
+}
+
+// Names of the suite's own checks, beside check's.
+const (
+	NameRecovery = "recovery"
+	NameStore    = "fenced-store"
+)
+
+// Recovery is what the post-fault probes measured: per lock, the time from
+// the end of the faults until a fresh owner got the lock.
+type Recovery struct {
+	Locks         int
+	P50, P99, Max time.Duration
+	Failed        []chaos.LockKey
+}
+
+// probeRecovery takes every lock of the workload with a fresh owner,
+// waiting for whoever holds it, and times it. The grants stay: the
+// full-restart check then finds them.
+func probeRecovery(cfg Config, rec *chaos.Recorder) Recovery {
+	nodes := workload.Dial(cfg.Workload.Endpoints)
+	defer nodes.Close()
+	var keys []chaos.LockKey
+	for _, r := range cfg.Workload.Resources() {
+		keys = append(keys, chaos.LockKey{Resource: r, Durability: chaos.Persistent}, chaos.LockKey{Resource: r, Durability: chaos.Ephemeral})
+	}
+	start := time.Now()
+	took := make([]time.Duration, len(keys))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			took[i] = -1
+			for try := 0; time.Since(start) < cfg.RecoveryBound; try++ {
+				op := chaos.Op{Client: 1000 + i, Kind: chaos.TryLock, Resource: k.Resource, Durability: k.Durability,
+					Owner: fmt.Sprintf("recovery/%d.%d", i, try), TTL: time.Minute, Wait: 2 * time.Second}
+				if done := nodes.Do(rec, (i+try)%nodes.Len(), op, 2*time.Second); done.Is(chaos.TypeLocked) {
+					took[i] = time.Since(start)
+					return
+				} else if !done.Definite {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	r := Recovery{Locks: len(keys)}
+	var ok []time.Duration
+	for i, d := range took {
+		if d < 0 {
+			r.Failed = append(r.Failed, keys[i])
+			continue
+		}
+		ok = append(ok, d)
+	}
+	slices.Sort(ok)
+	if len(ok) > 0 {
+		r.P50, r.P99, r.Max = ok[len(ok)/2], ok[len(ok)*99/100], ok[len(ok)-1]
+	}
+	return r
+}
+
+// readBack reads every persistent lock of the workload once the restarted
+// cluster answers, retrying until each read is definite.
+func readBack(cfg Config, rec *chaos.Recorder) {
+	nodes := workload.Dial(cfg.Workload.Endpoints)
+	defer nodes.Close()
+	var wg sync.WaitGroup
+	for i, r := range cfg.Workload.Resources() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deadline := time.Now().Add(30 * time.Second)
+			for try := 0; time.Now().Before(deadline); try++ {
+				op := chaos.Op{Client: 2000 + i, Kind: chaos.GetInfo, Resource: r, Durability: chaos.Persistent}
+				if nodes.Do(rec, (i+try)%nodes.Len(), op, 2*time.Second).Definite {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// String is the run's summary: operations, checks, faults and recovery.
+func (r Result) String() string {
+	var b strings.Builder
+	verdict := "PASS"
+	if !r.Passed() {
+		verdict = fmt.Sprintf("FAIL (%d anomalies)", len(r.Anomalies))
+	}
+	fmt.Fprintf(&b, "chaos run: seed %d, %v with faults, %d nodes, nemeses %v: %s\n\n",
+		r.Config.Seed, r.Config.Duration, len(r.Config.Workload.Endpoints), r.Config.Nemeses, verdict)
+	b.WriteString(r.Report.Summary.String())
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "fault\tnodes\tat\theld\tlongest without a leader\tall leaders back after heal\t")
+	for _, f := range r.Faults {
+		back := "not seen"
+		if d := f.Recovery(); d >= 0 {
+			back = d.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%v\t%s\t\n", f.Kind, f.Detail, f.Start.Round(time.Millisecond),
+			(f.Healed - f.Start).Round(time.Millisecond), f.LeaderGap.Round(time.Millisecond), back)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(&b, "\nrecovery after the last fault: %d locks, p50 %v, p99 %v, max %v, %d not lockable within %v\n",
+		r.Recovery.Locks, r.Recovery.P50.Round(time.Millisecond), r.Recovery.P99.Round(time.Millisecond),
+		r.Recovery.Max.Round(time.Millisecond), len(r.Recovery.Failed), r.Config.RecoveryBound)
+	fmt.Fprintf(&b, "fenced store: %d writes accepted, %d stale tokens turned away, %d tokens reused\n",
+		r.Store.Accepted, r.Store.Stale, len(r.Store.Violations))
+	if len(r.Anomalies) > 0 {
+		b.WriteString("\n" + check.Format(r.Anomalies) + "\n")
+	}
+	if len(r.Artifacts) > 0 {
+		fmt.Fprintf(&b, "\nartifacts: %s\n", filepath.Dir(r.Artifacts[0]))
+	}
+	return b.String()
+}
