@@ -129,6 +129,31 @@ func TestRecorderCancel(t *testing.T) {
 	}
 }
 
+func TestRecorderImply(t *testing.T) {
+	var clk fakeClock
+	r := NewRecorderWithClock(clk.now)
+	h := r.Begin(Op{Client: 2, Kind: TryLock, Resource: "r", Durability: Persistent, Owner: "a", TTL: time.Second, Wait: time.Second})
+	unlock := Op{Kind: Unlock, Resource: "r", Durability: Persistent, Owner: "a"}
+	if err := r.Imply(h, unlock, "left"); err == nil {
+		t.Fatal("implied from an open op")
+	}
+	if err := r.End(h, Reply{}, errors.New("connection reset")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Imply(h, unlock, "left"); err != nil {
+		t.Fatal(err)
+	}
+	hist := r.History()
+	if err := hist.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	got := hist.Ops[1]
+	if got.Kind != Unlock || got.Definite || got.Client != 2 || got.Invoke != hist.Ops[0].Invoke ||
+		got.Complete != hist.Ops[0].Complete || !strings.Contains(got.Err, "implied") {
+		t.Fatalf("implied op %+v", got)
+	}
+}
+
 // Many goroutines record at once; run with -race.
 func TestRecorderConcurrent(t *testing.T) {
 	r := NewRecorder()

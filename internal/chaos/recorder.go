@@ -148,6 +148,30 @@ func (r *Recorder) History() History {
 	return History{Ops: ops}
 }
 
+// Imply records an operation the service may perform on a client's behalf
+// because of op h: an indefinite op spanning h's invocation to h's
+// completion, so checkers allow its effect at any time after h began. The
+// contract's case: a waiting try-lock whose caller went away may be granted
+// and then released by the server, an unlock nobody sent. Call it after h
+// ended.
+func (r *Recorder) Imply(h Handle, op Op, why string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := int(h)
+	if i < 0 || i >= len(r.ops) || !r.ended[i] || r.canceled[i] {
+		return fmt.Errorf("chaos: imply from op %d, which is not an ended op", i)
+	}
+	op.ID = len(r.ops)
+	op.Client = r.ops[i].Client
+	op.Invoke, op.Complete = r.ops[i].Invoke, r.ops[i].Complete
+	op.Definite, op.Type, op.Token, op.Holder, op.Node = false, 0, 0, "", ""
+	op.Err = "implied: " + why
+	r.ops = append(r.ops, op)
+	r.ended = append(r.ended, true)
+	r.canceled = append(r.canceled, false)
+	return nil
+}
+
 // Op returns operation h as recorded so far.
 func (r *Recorder) Op(h Handle) Op {
 	r.mu.Lock()

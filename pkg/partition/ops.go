@@ -109,7 +109,8 @@ func (g *Group) lockWait(ctx context.Context, t *term, req Request) (fsm.Result,
 		}
 		tried, last = true, res
 		if res.Outcome != fsm.Busy {
-			return true, g.abandoned(ctx, t, req, res), nil
+			res, err = g.abandoned(ctx, t, req, res)
+			return true, res, err
 		}
 		return false, res, nil
 	}
@@ -166,17 +167,20 @@ func (g *Group) lockWait(ctx context.Context, t *term, req Request) (fsm.Result,
 	}
 }
 
-// abandoned handles a grant that raced with the client hanging up: the new
-// lock is released at once rather than left to expire.
-func (g *Group) abandoned(ctx context.Context, t *term, req Request, res fsm.Result) fsm.Result {
+// abandoned handles a grant that raced with the caller going away (the
+// client hung up, the forwarding node closed the stream, the deadline
+// passed): the new lock is released at once rather than left to expire, and
+// the caller gets the context's error, never Locked. A Locked reply that
+// still reached a client would name a lock the server no longer holds.
+func (g *Group) abandoned(ctx context.Context, t *term, req Request, res fsm.Result) (fsm.Result, error) {
 	if ctx.Err() == nil || res.Outcome != fsm.Locked || !res.Fresh {
-		return res
+		return res, nil
 	}
 	unlock := fsm.Command{Op: fsm.OpUnlock, Resource: req.Cmd.Resource, Owner: req.Cmd.Owner}
 	if _, err := g.attempt(t, req.Durability, unlock); err != nil {
 		g.log.Warn("releasing a lock granted after its waiter left failed", "resource", req.Cmd.Resource, "err", err)
 	}
-	return res
+	return fsm.Result{}, fmt.Errorf("%w: granted after the caller left, and released", ctx.Err())
 }
 
 // Get reads a lock. Persistent reads are linearizable: they reflect every

@@ -280,7 +280,15 @@ func (n *Nodes) Do(rec *chaos.Recorder, i int, op chaos.Op, timeout time.Duratio
 		got.Token = t
 	}
 	_ = rec.End(h, got, err)
-	return rec.Op(h)
+	done := rec.Op(h)
+	if done.Kind == chaos.TryLock && done.Wait > 0 && !done.Definite {
+		// A waiter whose caller is gone has its grant released by the
+		// server (docs/architecture.md, "Blocking acquire"): an unlock
+		// this client never sent, which the checkers must allow.
+		_ = rec.Imply(h, chaos.Op{Kind: chaos.Unlock, Resource: op.Resource, Durability: op.Durability, Owner: op.Owner},
+			"the server releases a grant whose waiter left")
+	}
+	return done
 }
 
 func sortKeys(keys []chaos.LockKey) {
