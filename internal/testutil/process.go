@@ -248,6 +248,9 @@ type Node struct {
 	Args []string
 	// Dir is the working directory (empty: the test's).
 	Dir string
+	// Wrap, if set, is a command that runs the binary, e.g. "ip netns
+	// exec NS" to start it inside a network namespace.
+	Wrap []string
 }
 
 // NewNode picks free addresses and a fresh data directory under
@@ -279,7 +282,11 @@ func (n *Node) Flags() []string {
 func (n *Node) Start(t testing.TB, extra ...string) *Process {
 	t.Helper()
 	args := append(append(n.Flags(), n.Args...), extra...)
-	return Start(t, Spec{Bin: n.Bin, Args: args, Dir: n.Dir, HTTPAddr: n.HTTPAddr})
+	bin := n.Bin
+	if len(n.Wrap) > 0 {
+		bin, args = n.Wrap[0], append(append(append([]string(nil), n.Wrap[1:]...), n.Bin), args...)
+	}
+	return Start(t, Spec{Bin: bin, Args: args, Dir: n.Dir, HTTPAddr: n.HTTPAddr})
 }
 
 // StartReady is Start followed by WaitReady; it fails the test if the node

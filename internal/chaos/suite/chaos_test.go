@@ -23,6 +23,7 @@ var (
 	flagSeed      = flag.Int64("chaos.seed", 0, "seed (0: random, printed)")
 	flagClients   = flag.Int("chaos.clients", 12, "concurrent workload clients")
 	flagProcesses = flag.Bool("chaos.processes", false, "run real kahunad processes instead of in-process servers")
+	flagNetns     = flag.Bool("chaos.netns", false, "with -chaos.processes: run each process in its own network namespace, so partitions apply")
 	flagArtifacts = flag.String("chaos.artifacts", "", "folder for a failed run's history and reports (default: a new folder under the temp dir)")
 )
 
@@ -42,6 +43,7 @@ type run struct {
 	nemeses   []nemesis.Kind
 	clients   int
 	processes bool
+	netns     bool
 	// brisk paces faults closer together, for the short suite.
 	brisk bool
 }
@@ -56,7 +58,7 @@ func TestChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 		experiment(t, run{seed: seedOrRandom(*flagSeed), nodes: *flagNodes, duration: *flagDuration,
-			nemeses: kinds, clients: *flagClients, processes: *flagProcesses})
+			nemeses: kinds, clients: *flagClients, processes: *flagProcesses, netns: *flagNetns})
 		return
 	}
 	// The short suite: fixed seeds, so a failure reproduces its choices,
@@ -83,7 +85,7 @@ func experiment(t *testing.T, r run) {
 		r.seed, r.duration, r.seed, r.nodes)
 	var target Target
 	if r.processes {
-		target = startProcesses(t, r.nodes)
+		target = startProcesses(t, r.nodes, r.netns)
 	} else {
 		c := testcluster.Start(t, testcluster.Options{Nodes: r.nodes})
 		target = inProcess{c: c, partitions: r.nodes}

@@ -12,18 +12,19 @@ import (
 	"time"
 
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
+	"github.com/kahuna-go/kahuna/internal/netlab"
 	"github.com/kahuna-go/kahuna/internal/testutil"
 )
 
 // processes adapts a cluster of real kahunad processes to Target: kill -9
-// of the process group, SIGSTOP/SIGCONT for pauses. The network between
-// processes is the host's loopback, which this adapter does not cut, and
-// there is no operator endpoint for a leadership transfer: those nemeses
-// run in-process (and the Compose cluster's test cuts a Docker network).
+// of the process group, SIGSTOP/SIGCONT for pauses, and, when the nodes run
+// in network namespaces (netlab), network partitions. There is no operator
+// endpoint for a leadership transfer: leader churn runs in-process.
 type processes struct {
 	t     *testing.T
 	nodes []*testutil.Node
 	ids   []string
+	lab   *netlab.Lab // nil: every node on 127.0.0.1, no partitions
 
 	mu    sync.Mutex
 	procs []*testutil.Process
@@ -35,7 +36,7 @@ var (
 	buildErr  error
 )
 
-func startProcesses(t *testing.T, size int) *processes {
+func startProcesses(t *testing.T, size int, netns bool) *processes {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kahuna-chaos-bin-")
 		if err != nil {
@@ -49,9 +50,30 @@ func startProcesses(t *testing.T, size int) *processes {
 		t.Fatal(buildErr)
 	}
 	p := &processes{t: t}
+	if netns {
+		if err := netlab.Available(); err != nil {
+			t.Skip(err)
+		}
+		lab, err := netlab.New(size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.lab = lab
+		// Registered before the processes start: runs after they are killed.
+		t.Cleanup(func() {
+			if err := lab.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
 	var joins []string
 	for i := range size {
 		n := testutil.NewNode(t, binPath)
+		if p.lab != nil {
+			ip := p.lab.Hosts()[i].IP
+			n.HTTPAddr, n.RaftAddr, n.GossipAddr = ip+":8082", ip+":8083", ip+":7946"
+			n.Wrap = p.lab.Command(i)
+		}
 		p.nodes = append(p.nodes, n)
 		p.ids = append(p.ids, fmt.Sprintf("n%d", i+1))
 		joins = append(joins, n.GossipAddr)
@@ -101,8 +123,14 @@ func (p *processes) Resume(i int) error {
 	return syscall.Kill(p.proc(i).Pid(), syscall.SIGCONT)
 }
 
-func (p *processes) Cut(func(a, b int) bool) error { return nemesis.ErrUnsupported }
-func (p *processes) TransferLeadership(int) error  { return nemesis.ErrUnsupported }
+func (p *processes) Cut(cut func(a, b int) bool) error {
+	if p.lab == nil {
+		return nemesis.ErrUnsupported
+	}
+	return p.lab.Cut(cut)
+}
+
+func (p *processes) TransferLeadership(int) error { return nemesis.ErrUnsupported }
 
 // Leader is the node that says it leads partition part. Each node is asked
 // about itself (others may still name a leader that is gone); a paused or
