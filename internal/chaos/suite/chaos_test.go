@@ -11,6 +11,7 @@ import (
 
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/chaos/workload"
+	"github.com/kahuna-go/kahuna/internal/netlab"
 	"github.com/kahuna-go/kahuna/internal/testcluster"
 )
 
@@ -68,8 +69,15 @@ func TestChaos(t *testing.T) {
 		{seed: 2, nodes: 5, duration: 10 * time.Second, brisk: true,
 			nemeses: []nemesis.Kind{nemesis.KillMajority, nemesis.Split, nemesis.Bridge, nemesis.IsolateLead, nemesis.KillLeader}},
 		{seed: seedOrRandom(0), nodes: 3, duration: 10 * time.Second, brisk: true},
+		// Real processes: kill -9 and SIGSTOP, and partitions where
+		// network namespaces can be made (root, as in CI).
+		{seed: 3, nodes: 3, duration: 12 * time.Second, brisk: true, processes: true, netns: netlab.Available() == nil},
 	} {
-		t.Run(fmt.Sprintf("seed=%d/nodes=%d", r.seed, r.nodes), func(t *testing.T) { experiment(t, r) })
+		name := fmt.Sprintf("seed=%d/nodes=%d", r.seed, r.nodes)
+		if r.processes {
+			name += "/processes"
+		}
+		t.Run(name, func(t *testing.T) { experiment(t, r) })
 	}
 }
 
@@ -81,8 +89,14 @@ func seedOrRandom(s int64) int64 {
 }
 
 func experiment(t *testing.T, r run) {
-	t.Logf("seed %d (rerun: go test ./internal/chaos/suite -run TestChaos -args -chaos.duration %v -chaos.seed %d -chaos.nodes %d)",
-		r.seed, r.duration, r.seed, r.nodes)
+	rerun := fmt.Sprintf("-chaos.duration %v -chaos.seed %d -chaos.nodes %d", r.duration, r.seed, r.nodes)
+	if r.processes {
+		rerun += " -chaos.processes"
+	}
+	if r.netns {
+		rerun += " -chaos.netns"
+	}
+	t.Logf("seed %d (rerun: go test ./internal/chaos/suite -run TestChaos -args %s)", r.seed, rerun)
 	var target Target
 	if r.processes {
 		target = startProcesses(t, r.nodes, r.netns)

@@ -52,7 +52,7 @@ func startProcesses(t *testing.T, size int, netns bool) *processes {
 	p := &processes{t: t}
 	if netns {
 		if err := netlab.Available(); err != nil {
-			t.Skip(err)
+			t.Fatal(err)
 		}
 		lab, err := netlab.New(size)
 		if err != nil {
