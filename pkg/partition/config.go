@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/kahuna-go/kahuna/pkg/clock"
 	"github.com/kahuna-go/kahuna/pkg/transport"
 )
@@ -111,6 +113,10 @@ type Config struct {
 	// EphemeralBlock is how many fencing tokens a leader reserves through
 	// Raft at a time for ephemeral locks.
 	EphemeralBlock uint64
+
+	// WrapLogStore, if set, wraps each partition's durable log store
+	// (under the in-memory cache): fault tests use it to slow the disk.
+	WrapLogStore func(partition int, store raft.LogStore) raft.LogStore
 }
 
 // withDefaults fills zero fields.

@@ -98,7 +98,11 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		return nil, fmt.Errorf("partition %d: open log store: %w", id, err)
 	}
 	cleanup = append(cleanup, g.store)
-	g.logs, err = raft.NewLogCache(512, g.store)
+	var durable raft.LogStore = g.store
+	if cfg.WrapLogStore != nil {
+		durable = cfg.WrapLogStore(id, durable)
+	}
+	g.logs, err = raft.NewLogCache(512, durable)
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: log cache: %w", id, err)
 	}

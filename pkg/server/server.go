@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/kahuna-go/kahuna/pkg/api"
 	"github.com/kahuna-go/kahuna/pkg/clock"
 	"github.com/kahuna-go/kahuna/pkg/cluster"
@@ -71,6 +73,9 @@ type Config struct {
 	BalanceInterval time.Duration
 	// Hostname defaults to os.Hostname.
 	Hostname func() (string, error)
+	// WrapLogStore lets fault tests slow the Raft log store (see
+	// partition.Config).
+	WrapLogStore func(partition int, store raft.LogStore) raft.LogStore
 }
 
 // Errors.
@@ -246,6 +251,8 @@ func New(cfg Config) (_ *Server, err error) {
 		Tick:        cfg.Tick,
 		Grace:       cfg.Grace,
 		MaxInflight: cfg.MaxInflight,
+
+		WrapLogStore: cfg.WrapLogStore,
 	})
 	if err != nil {
 		return nil, err

@@ -37,6 +37,9 @@ type Cluster interface {
 	Leader(p int) int
 	// TransferLeadership asks partition p's leader to hand over.
 	TransferLeadership(p int) error
+	// SlowDisk makes every write to node i's Raft logs take d longer;
+	// zero restores it.
+	SlowDisk(i int, d time.Duration) error
 }
 
 // Kind names a nemesis.
@@ -55,12 +58,13 @@ const (
 	Split        Kind = "split"
 	Bridge       Kind = "bridge"
 	Churn        Kind = "leader-churn"
+	SlowDisk     Kind = "slow-disk"
 )
 
 // All lists every nemesis, in the order they are described in docs/safety.md.
 func All() []Kind {
 	return []Kind{KillOne, KillLeader, KillMajority, KillAll, PauseOne, PauseLeader,
-		IsolateOne, IsolateLead, Split, Bridge, Churn}
+		IsolateOne, IsolateLead, Split, Bridge, Churn, SlowDisk}
 }
 
 // Parse reads a comma-separated list of nemesis names; "all" means All().
@@ -177,6 +181,15 @@ func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error)
 		return in.cut(detail, func(a, b int) bool {
 			return a != bridge && b != bridge && side[a] != side[b]
 		})
+	case SlowDisk:
+		// The leader's disk, most of the time: that is where it hurts.
+		i := in.leaderOrAny()
+		d := 100*time.Millisecond + time.Duration(in.rng.Int63n(int64(200*time.Millisecond)))
+		if err := in.c.SlowDisk(i, d); err != nil {
+			return "", nil, err
+		}
+		return fmt.Sprintf("%s +%v per log write", in.names(i), d.Round(time.Millisecond)),
+			func() error { return in.c.SlowDisk(i, 0) }, nil
 	case Churn:
 		var moved []string
 		for p := range in.c.Partitions() {

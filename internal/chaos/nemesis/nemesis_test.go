@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeCluster records what the injector did to it.
@@ -17,10 +18,11 @@ type fakeCluster struct {
 	leader      []int
 	transfers   int
 	noPause     bool
+	slow        map[int]time.Duration
 }
 
 func newFake(size int) *fakeCluster {
-	f := &fakeCluster{size: size, parts: size, down: map[int]bool{}, paused: map[int]bool{}}
+	f := &fakeCluster{size: size, parts: size, down: map[int]bool{}, paused: map[int]bool{}, slow: map[int]time.Duration{}}
 	for p := range size {
 		f.leader = append(f.leader, p)
 	}
@@ -59,6 +61,15 @@ func (f *fakeCluster) Leader(p int) int { return f.leader[p] }
 func (f *fakeCluster) TransferLeadership(p int) error {
 	f.transfers++
 	f.leader[p] = (f.leader[p] + 1) % f.size
+	return nil
+}
+
+func (f *fakeCluster) SlowDisk(i int, d time.Duration) error {
+	if d == 0 {
+		delete(f.slow, i)
+	} else {
+		f.slow[i] = d
+	}
 	return nil
 }
 
@@ -138,6 +149,18 @@ func TestPauseAndChurn(t *testing.T) {
 	}
 	if _, _, err := in.Inject(Churn); err != nil || f.transfers != 3 {
 		t.Fatalf("churn: %v, %d transfers", err, f.transfers)
+	}
+	_, heal, err = in.Inject(SlowDisk)
+	if err != nil || len(f.slow) != 1 {
+		t.Fatalf("slow disk: %v %v", err, f.slow)
+	}
+	for _, d := range f.slow {
+		if d < 100*time.Millisecond || d > 300*time.Millisecond {
+			t.Fatalf("slow disk delay %v", d)
+		}
+	}
+	if heal(); len(f.slow) != 0 {
+		t.Fatal("heal left a slow disk")
 	}
 	f.noPause = true
 	if _, _, err := in.Inject(PauseOne); !errors.Is(err, ErrUnsupported) {

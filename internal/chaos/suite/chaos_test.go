@@ -12,7 +12,6 @@ import (
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/chaos/workload"
 	"github.com/kahuna-go/kahuna/internal/netlab"
-	"github.com/kahuna-go/kahuna/internal/testcluster"
 )
 
 // The long run (make chaos) is one test run with flags; without them
@@ -101,8 +100,7 @@ func experiment(t *testing.T, r run) {
 	if r.processes {
 		target = startProcesses(t, r.nodes, r.netns)
 	} else {
-		c := testcluster.Start(t, testcluster.Options{Nodes: r.nodes})
-		target = inProcess{c: c, partitions: r.nodes}
+		target = startInProcess(t, r.nodes)
 	}
 	dir := *flagArtifacts
 	if dir == "" {

@@ -3,10 +3,15 @@ package suite
 import (
 	"fmt"
 	"net/http"
+	"sync/atomic"
+	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/testcluster"
+	"github.com/kahuna-go/kahuna/pkg/server"
 )
 
 // inProcess adapts a testcluster (full servers in this process, faults
@@ -15,22 +20,40 @@ import (
 type inProcess struct {
 	c          *testcluster.Cluster
 	partitions int
+	diskDelay  []atomic.Int64 // per node, for SlowDisk
 }
 
-func (p inProcess) Size() int       { return len(p.c.Nodes) }
-func (p inProcess) Partitions() int { return p.partitions }
+// startInProcess starts an in-process cluster whose log stores can be
+// slowed.
+func startInProcess(t *testing.T, nodes int) *inProcess {
+	p := &inProcess{partitions: nodes, diskDelay: make([]atomic.Int64, nodes)}
+	p.c = testcluster.Start(t, testcluster.Options{Nodes: nodes, Mutate: func(i int, cfg *server.Config) {
+		cfg.WrapLogStore = func(_ int, s raft.LogStore) raft.LogStore {
+			return slowStore{LogStore: s, delay: &p.diskDelay[i]}
+		}
+	}})
+	return p
+}
 
-func (p inProcess) Kill(i int) error {
+func (p *inProcess) SlowDisk(i int, d time.Duration) error {
+	p.diskDelay[i].Store(int64(d))
+	return nil
+}
+
+func (p *inProcess) Size() int       { return len(p.c.Nodes) }
+func (p *inProcess) Partitions() int { return p.partitions }
+
+func (p *inProcess) Kill(i int) error {
 	p.c.Kill(i)
 	return nil
 }
 
-func (p inProcess) Restart(i int) error { return p.c.TryStartNode(i) }
+func (p *inProcess) Restart(i int) error { return p.c.TryStartNode(i) }
 
-func (p inProcess) Pause(int) error  { return nemesis.ErrUnsupported }
-func (p inProcess) Resume(int) error { return nemesis.ErrUnsupported }
+func (p *inProcess) Pause(int) error  { return nemesis.ErrUnsupported }
+func (p *inProcess) Resume(int) error { return nemesis.ErrUnsupported }
 
-func (p inProcess) Cut(cut func(a, b int) bool) error {
+func (p *inProcess) Cut(cut func(a, b int) bool) error {
 	if cut == nil {
 		cut = func(a, b int) bool { return false }
 	}
@@ -38,9 +61,9 @@ func (p inProcess) Cut(cut func(a, b int) bool) error {
 	return nil
 }
 
-func (p inProcess) Leader(part int) int { return p.c.LeaderIndex(part) }
+func (p *inProcess) Leader(part int) int { return p.c.LeaderIndex(part) }
 
-func (p inProcess) TransferLeadership(part int) error {
+func (p *inProcess) TransferLeadership(part int) error {
 	i := p.c.LeaderIndex(part)
 	if i < 0 {
 		return fmt.Errorf("partition %d has no leader", part)
@@ -52,7 +75,7 @@ func (p inProcess) TransferLeadership(part int) error {
 	return srv.Partitions().Groups()[part].TransferLeadership("")
 }
 
-func (p inProcess) Endpoints() []string {
+func (p *inProcess) Endpoints() []string {
 	var out []string
 	for _, n := range p.c.Nodes {
 		out = append(out, "http://"+n.HTTP)
@@ -60,7 +83,7 @@ func (p inProcess) Endpoints() []string {
 	return out
 }
 
-func (p inProcess) WaitReady(timeout time.Duration) error {
+func (p *inProcess) WaitReady(timeout time.Duration) error {
 	return waitReady(p.Endpoints(), timeout)
 }
 

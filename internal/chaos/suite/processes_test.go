@@ -132,6 +132,9 @@ func (p *processes) Cut(cut func(a, b int) bool) error {
 
 func (p *processes) TransferLeadership(int) error { return nemesis.ErrUnsupported }
 
+// SlowDisk is not supported: nothing here can slow a real disk.
+func (p *processes) SlowDisk(int, time.Duration) error { return nemesis.ErrUnsupported }
+
 // Leader is the node that says it leads partition part. Each node is asked
 // about itself (others may still name a leader that is gone); a paused or
 // dead node does not answer within the short timeout.

@@ -9,12 +9,11 @@ import (
 	"github.com/kahuna-go/kahuna/internal/chaos/check"
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/chaos/workload"
-	"github.com/kahuna-go/kahuna/internal/testcluster"
 )
 
 // amnesiac is a cluster whose disks forget everything when a node
 // restarts: the failure the durability and fencing checks exist for.
-type amnesiac struct{ inProcess }
+type amnesiac struct{ *inProcess }
 
 func (a amnesiac) Restart(i int) error {
 	dir := a.c.Nodes[i].Dir
@@ -37,7 +36,7 @@ func TestSuiteCatchesLostWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster twice")
 	}
-	c := testcluster.Start(t, testcluster.Options{Nodes: 3})
+	c := startInProcess(t, 3)
 	dir := t.TempDir()
 	res, err := Run(Config{
 		Workload:     workload.Config{Clients: 4},
@@ -46,7 +45,7 @@ func TestSuiteCatchesLostWrites(t *testing.T) {
 		Quiet:        500 * time.Millisecond,
 		Seed:         3,
 		ArtifactsDir: dir,
-	}, amnesiac{inProcess{c: c, partitions: 3}})
+	}, amnesiac{c})
 	if err != nil {
 		t.Fatal(err)
 	}
