@@ -7,6 +7,7 @@ package testcluster
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/kahuna-go/kahuna/pkg/membership"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/server"
+	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
 // Options shape a cluster.
@@ -222,22 +224,47 @@ func (c *Cluster) Running() []int {
 	return out
 }
 
-// WaitReady waits until every running node answers /readyz with 200.
+// WaitReady waits until every running node answers /readyz with 200. On
+// timeout it names what each node that was not ready last said.
 func (c *Cluster) WaitReady(timeout time.Duration) {
 	c.t.Helper()
-	c.WaitFor(timeout, "every running node is ready", func() bool {
-		for _, i := range c.Running() {
-			resp, err := http.Get("http://" + c.Nodes[i].HTTP + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return false
-			}
+	var why map[string]string
+	deadline := time.Now().Add(timeout)
+	for {
+		why = c.notReady()
+		if len(why) == 0 {
+			return
 		}
-		return true
-	})
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting until every running node is ready: %v", timeout, why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// notReady asks every running node's /readyz and returns, by node ID, the
+// reason of each one that is not ready.
+func (c *Cluster) notReady() map[string]string {
+	why := make(map[string]string)
+	for _, i := range c.Running() {
+		n := c.Nodes[i]
+		resp, err := http.Get("http://" + n.HTTP + "/readyz")
+		if err != nil {
+			why[n.ID] = err.Error()
+			continue
+		}
+		var h wire.Health
+		err = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK:
+		case err != nil:
+			why[n.ID] = fmt.Sprintf("%s (unreadable body: %v)", resp.Status, err)
+		default:
+			why[n.ID] = h.Reason
+		}
+	}
+	return why
 }
 
 // WaitFor polls cond until it holds or timeout passes.

@@ -7,7 +7,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"slices"
 
@@ -50,14 +49,16 @@ func (f *Formation) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return f.announce(sortedKeys(voters))
+		f.Members.SetFormed(sortedKeys(voters))
+		return nil
 	}
 	if f.Expect <= 1 {
 		self := f.Members.Self()
 		if err := f.Parts.Bootstrap([]raft.Server{{ID: raft.ServerID(self.ID), Address: raft.ServerAddress(self.RaftAddr)}}); err != nil {
 			return err
 		}
-		return f.announce([]string{self.ID})
+		f.Members.SetFormed([]string{self.ID})
+		return nil
 	}
 	warned := map[string]bool{}
 	warn := func(key, msg string, args ...any) {
@@ -106,7 +107,8 @@ func (f *Formation) Run(ctx context.Context) error {
 				return err
 			}
 			f.Log.Info("cluster formed", "voters", voters)
-			return f.announce(voters)
+			f.Members.SetFormed(voters)
+			return nil
 		}
 		select {
 		case <-changed:
@@ -144,13 +146,6 @@ func (f *Formation) hasState() (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-func (f *Formation) announce(voters []string) error {
-	if err := f.Members.SetFormed(voters); err != nil {
-		return fmt.Errorf("cluster: %w", err)
-	}
-	return nil
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -264,16 +264,18 @@ func (m *Membership) Self() Member {
 }
 
 // SetFormed announces that this node now belongs to a cluster with these
-// voters.
-func (m *Membership) SetFormed(voters []string) error {
+// voters. The new metadata is ours at once; gossip spreads it. Waiting for
+// the broadcast only bounds how long we hold the caller: a busy machine can
+// take longer than that to send it, and push/pull sync delivers it anyway,
+// so a slow broadcast is not a failure.
+func (m *Membership) SetFormed(voters []string) {
 	m.mu.Lock()
 	m.meta.Formed = true
 	m.meta.Voters = slices.Clone(voters)
 	m.mu.Unlock()
 	if err := m.ml.UpdateNode(time.Second); err != nil {
-		return fmt.Errorf("membership: announce formed: %w", err)
+		m.log.Warn("the formed cluster is announced slowly; gossip will carry it", "error", err)
 	}
-	return nil
 }
 
 // Members returns every node ever seen, this one included, sorted by ID,
