@@ -199,3 +199,49 @@ func TestWaitersAnswerRetryWhenLeadershipEnds(t *testing.T) {
 		t.Fatal("waiter still waiting after the node stopped")
 	}
 }
+
+// TestWaiterDeadlineOnDeposedLeaderIsNotBusy is the regression test for a
+// waiter that never reached the head of the line: at its deadline it used to
+// peek at the table for the Busy reply without a leadership check, so a
+// leader cut off from its peers still named a holder that the rest of the
+// cluster may already have replaced. The reply must now come from a verified
+// read, or be an error the client retries.
+func TestWaiterDeadlineOnDeposedLeaderIsNotBusy(t *testing.T) {
+	c := startCluster(t, 3, 1)
+	c.do(Persistent, tryLock("held", "holder", time.Hour))
+	leader := c.leaderOf(0)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	g := leader.set.Group(0)
+	head := make(chan waitResult, 1)
+	go waitLock(context.Background(), g, Persistent, "held", "head", time.Minute, time.Minute, head)
+	waitFor(t, 2*time.Second, "the head waiter queues", func() bool { return lineLength(g, Persistent, "held") == 1 })
+
+	const wait = 400 * time.Millisecond
+	behind := make(chan waitResult, 1)
+	start := time.Now()
+	go waitLock(context.Background(), g, Persistent, "held", "behind", time.Minute, wait, behind)
+	waitFor(t, 2*time.Second, "the second waiter queues", func() bool { return lineLength(g, Persistent, "held") == 2 })
+	// Cut the leader off just before the second waiter's deadline: Raft
+	// steps it down only after its lease runs out (100 ms), so at the
+	// deadline it still believes it leads.
+	time.Sleep(time.Until(start.Add(wait - 40*time.Millisecond)))
+	leader.mux.SetIsolated(true)
+	defer leader.mux.SetIsolated(false)
+
+	select {
+	case got := <-behind:
+		if got.err == nil {
+			t.Fatalf("a leader cut off from its peers answered a waiter's deadline without a leadership check: %+v", got.res)
+		}
+		if !errors.Is(got.err, ErrNotLeader) && !errors.Is(got.err, ErrTryAgain) {
+			t.Fatalf("waiter on a deposed leader: %v, want not-leader or try-again", got.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not answer at its deadline")
+	}
+	if got := <-head; !errors.Is(got.err, ErrTryAgain) {
+		t.Fatalf("head waiter when leadership ended: %+v %v", got.res, got.err)
+	}
+}
