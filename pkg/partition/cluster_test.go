@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/kahuna-go/kahuna/pkg/clock"
 	"github.com/kahuna-go/kahuna/pkg/fsm"
 	"github.com/kahuna-go/kahuna/pkg/placement"
 )
@@ -24,10 +26,20 @@ type cluster struct {
 
 func startCluster(t *testing.T, size, count int) *cluster {
 	t.Helper()
+	return startClusterWith(t, size, count, nil)
+}
+
+// startClusterWith is startCluster with mutate applied to node i's config.
+func startClusterWith(t *testing.T, size, count int, mutate func(i int, cfg *Config)) *cluster {
+	t.Helper()
 	c := &cluster{t: t, count: count}
 	var servers []raft.Server
 	for i := range size {
-		n := startNode(t, fmt.Sprint("n", i+1), t.TempDir(), "127.0.0.1:0", count, nil)
+		var m func(*Config)
+		if mutate != nil {
+			m = func(cfg *Config) { mutate(i, cfg) }
+		}
+		n := startNode(t, fmt.Sprint("n", i+1), t.TempDir(), "127.0.0.1:0", count, m)
 		c.nodes = append(c.nodes, n)
 		servers = append(servers, raft.Server{ID: raft.ServerID(n.id), Address: raft.ServerAddress(n.addr)})
 	}
@@ -129,4 +141,52 @@ func TestLeaderFailover(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestFrozenLeaderGrantsNoEphemeralLock is the regression test for a
+// leader that was frozen (SIGSTOP) while another node took over: it woke
+// with Raft still in the leader state and granted an ephemeral lock from
+// its old block of fencing tokens, below tokens the new leader had already
+// handed out. Each node here runs on its own manual clock; advancing one
+// is the time a frozen process did not see pass.
+func TestFrozenLeaderGrantsNoEphemeralLock(t *testing.T) {
+	start := time.Now()
+	clocks := make([]*clock.Manual, 3)
+	c := startClusterWith(t, 3, 1, func(i int, cfg *Config) {
+		clocks[i] = clock.NewManual(start)
+		cfg.Clock = clocks[i]
+	})
+	leader := c.leaderOf(0)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	clk := clocks[slices.Index(c.nodes, leader)]
+	g := leader.set.Group(0)
+	lock := func(res string) (fsm.Result, error) {
+		return g.Do(context.Background(), Request{Cmd: tryLock(res, "me", time.Minute), Durability: Ephemeral})
+	}
+	if r, err := lock("before"); err != nil || r.Outcome != fsm.Locked {
+		t.Fatalf("ephemeral lock on a healthy leader: %+v %v", r, err)
+	}
+	// A lease that ran out on a leader that can still reach its peers is
+	// renewed by a confirmation round: the request is served.
+	clk.Advance(2 * time.Second)
+	if r, err := lock("after-a-quiet-spell"); err != nil || r.Outcome != fsm.Locked {
+		t.Fatalf("ephemeral lock after the lease ran out on a healthy leader: %+v %v", r, err)
+	}
+	// Frozen: two seconds passed that this node did not see, and its peers
+	// are gone (in the real fault they elected someone else meanwhile).
+	leader.mux.SetIsolated(true)
+	defer leader.mux.SetIsolated(false)
+	clk.Advance(2 * time.Second)
+	r, err := lock("after-the-freeze")
+	if err == nil {
+		t.Fatalf("a leader whose lease ran out while it was cut off granted an ephemeral lock: %+v", r)
+	}
+	if !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("ephemeral lock on a frozen leader: %v, want not-leader", err)
+	}
+	if _, err := g.Get(context.Background(), Ephemeral, "before"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("ephemeral read on a frozen leader: %v, want not-leader", err)
+	}
 }

@@ -28,6 +28,10 @@ type term struct {
 	waiters   *waitq.Queue
 	// collecting is set while an expire command is in flight.
 	collecting atomic.Bool
+	// leaseUntil is when the term's authority to act alone runs out (see
+	// lease.go); renewing is set while a background renewal runs.
+	leaseUntil atomic.Pointer[time.Time]
+	renewing   atomic.Bool
 }
 
 // now is the term's time in unix milliseconds. Adding the elapsed time

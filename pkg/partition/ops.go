@@ -56,8 +56,8 @@ func (g *Group) attempt(t *term, d Durability, c fsm.Command) (fsm.Result, error
 		return g.prop.propose(c)
 	}
 	for tries := 0; ; tries++ {
-		if !g.checkTerm(t) {
-			return fsm.Result{}, ErrNotLeader
+		if err := g.leased(t); err != nil {
+			return fsm.Result{}, err
 		}
 		refilled := t.ephemeral.refilled.C()
 		res, refill := t.ephemeral.apply(t.now(), c)
@@ -240,8 +240,8 @@ func (g *Group) readable(d Durability) (*term, error) {
 		return nil, ErrNotLeader
 	}
 	if d == Ephemeral {
-		if !g.checkTerm(t) {
-			return nil, ErrNotLeader
+		if err := g.leased(t); err != nil {
+			return nil, err
 		}
 		return t, nil
 	}
