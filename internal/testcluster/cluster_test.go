@@ -12,6 +12,7 @@ import (
 
 	"github.com/kahuna-go/kahuna/internal/testutil"
 	"github.com/kahuna-go/kahuna/pkg/placement"
+	"github.com/kahuna-go/kahuna/pkg/server"
 )
 
 func lockReq(res, owner string, ttl time.Duration) testutil.LockRequest {
@@ -386,7 +387,14 @@ func TestMinorityAndBridgePartitions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("five nodes")
 	}
-	c := Start(t, Options{Nodes: 5, Partitions: 5})
+	// Twenty-five Raft groups on two cores: the 150 ms test timings can
+	// leave a loaded machine in an election storm, so this cluster runs
+	// on timings twice as patient (still far below production's).
+	c := Start(t, Options{Nodes: 5, Partitions: 5, Mutate: func(_ int, cfg *server.Config) {
+		cfg.Raft.HeartbeatTimeout *= 2
+		cfg.Raft.ElectionTimeout *= 2
+		cfg.Raft.LeaderLeaseTimeout *= 2
+	}})
 	ctx := Ctx(t)
 	c.Partition([]int{0, 1, 2}, []int{3, 4})
 	res := "split/0"

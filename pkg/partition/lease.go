@@ -48,7 +48,17 @@ func (g *Group) leased(t *term) error {
 		}
 		return nil
 	}
-	return g.renewLease(t)
+	// A confirmation round slower than the window leaves no lease to act
+	// on; try a few rounds before telling the client to retry.
+	for range 3 {
+		if err := g.renewLease(t); err != nil {
+			return err
+		}
+		if until := t.leaseUntil.Load(); until != nil && g.cfg.Clock.Now().Before(*until) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: confirming leadership took longer than the ephemeral lease", ErrTryAgain)
 }
 
 // renewLease confirms t's leadership with a quorum and extends its lease
