@@ -190,3 +190,66 @@ func TestFrozenLeaderGrantsNoEphemeralLock(t *testing.T) {
 		t.Fatalf("ephemeral read on a frozen leader: %v, want not-leader", err)
 	}
 }
+
+// TestNoEphemeralGrantsWhileHandingOver checks that a leader stops granting
+// ephemeral locks as soon as it starts transferring its leadership (the
+// target may be elected while the followers still hear from the old leader,
+// so the ephemeral lease no longer protects it), and that it resumes when
+// the transfer fails.
+func TestNoEphemeralGrantsWhileHandingOver(t *testing.T) {
+	c := startCluster(t, 3, 1)
+	leader := c.leaderOf(0)
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	var target *node
+	for _, n := range c.nodes {
+		if n != leader {
+			target = n
+			break
+		}
+	}
+	g := leader.set.Group(0)
+	lock := func(res string) (fsm.Result, error) {
+		return g.Do(context.Background(), Request{Cmd: tryLock(res, "me", time.Minute), Durability: Ephemeral})
+	}
+	if r, err := lock("before"); err != nil || r.Outcome != fsm.Locked {
+		t.Fatalf("before the transfer: %+v %v", r, err)
+	}
+	// The target cannot be reached and falls behind, so the transfer waits
+	// to catch it up until Raft gives up; the leader keeps its quorum
+	// through the third node.
+	leader.mux.SetBlocked([]string{target.addr})
+	for i := range 20 {
+		c.do(Persistent, tryLock(fmt.Sprint("behind-", i), "me", time.Minute))
+	}
+	transfer := make(chan error, 1)
+	go func() { transfer <- g.TransferLeadership(target.id) }()
+	waitFor(t, 2*time.Second, "the transfer starts", func() bool {
+		select {
+		case err := <-transfer:
+			t.Fatalf("the transfer ended at once: %v", err)
+		default:
+		}
+		tm := g.term()
+		return tm != nil && tm.handingOver.Load()
+	})
+	if r, err := lock("during"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("ephemeral lock while handing over: %+v %v, want not-leader", r, err)
+	}
+	select {
+	case err := <-transfer:
+		if err == nil {
+			t.Fatal("a transfer to an unreachable node succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the transfer neither finished nor failed")
+	}
+	leader.mux.SetBlocked(nil)
+	if !g.IsLeader() {
+		t.Skip("leadership moved after all; nothing left to check")
+	}
+	if r, err := lock("after"); err != nil || r.Outcome != fsm.Locked {
+		t.Fatalf("after a failed transfer: %+v %v", r, err)
+	}
+}

@@ -294,6 +294,12 @@ func (g *Group) Voters() (map[string]string, error) {
 // voter id, or to any up-to-date voter when id is empty. It returns once the
 // transfer has finished or failed.
 func (g *Group) TransferLeadership(id string) error {
+	if t := g.term(); t != nil {
+		// No ephemeral grants once the hand-over starts (see lease.go); if
+		// it fails, the term carries on.
+		t.handingOver.Store(true)
+		defer t.handingOver.Store(false)
+	}
 	var f raft.Future
 	if id == "" {
 		f = g.raft.LeadershipTransfer()

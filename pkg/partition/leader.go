@@ -32,6 +32,8 @@ type term struct {
 	// lease.go); renewing is set while a background renewal runs.
 	leaseUntil atomic.Pointer[time.Time]
 	renewing   atomic.Bool
+	// handingOver is set while this node transfers the leadership away.
+	handingOver atomic.Bool
 }
 
 // now is the term's time in unix milliseconds. Adding the elapsed time

@@ -22,6 +22,11 @@ import (
 // timeout leaves room for clocks that run at slightly different rates. The
 // readings are monotonic, so wall-clock jumps do not stretch the lease.
 //
+// A leadership transfer is the one way a new leader is elected while the
+// followers still hear from the old one (the target's vote request says
+// "transfer", and they grant it). So the term stops acting alone as soon as
+// it starts handing over, as Raft stops accepting writes.
+//
 // One assumption remains and is documented in docs/safety.md: a follower
 // that crashes and restarts forgets whom it heard from, so one that restarts
 // faster than the window could vote early.
@@ -37,6 +42,9 @@ func (g *Group) leaseWindow() time.Duration { return g.cfg.Raft.HeartbeatTimeout
 func (g *Group) leased(t *term) error {
 	if !g.checkTerm(t) {
 		return ErrNotLeader
+	}
+	if t.handingOver.Load() {
+		return fmt.Errorf("%w: leadership is being transferred", ErrNotLeader)
 	}
 	now := g.cfg.Clock.Now()
 	if until := t.leaseUntil.Load(); until != nil && now.Before(*until) {
