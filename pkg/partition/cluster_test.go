@@ -232,10 +232,18 @@ func TestNoEphemeralGrantsWhileHandingOver(t *testing.T) {
 		default:
 		}
 		tm := g.term()
-		return tm != nil && tm.handingOver.Load()
+		return tm != nil && tm.handingOver.Load() > 0
 	})
 	if r, err := lock("during"); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("ephemeral lock while handing over: %+v %v, want not-leader", r, err)
+	}
+	// A second transfer (the balancer and a shutdown can race) is refused
+	// while the first runs, and must not end the hand-over on its way out.
+	if err := g.TransferLeadership(target.id); err == nil {
+		t.Fatal("a second transfer started while one was under way")
+	}
+	if r, err := lock("during-second"); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("ephemeral lock after a refused second transfer: %+v %v, want not-leader", r, err)
 	}
 	select {
 	case err := <-transfer:

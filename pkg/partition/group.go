@@ -297,8 +297,8 @@ func (g *Group) TransferLeadership(id string) error {
 	if t := g.term(); t != nil {
 		// No ephemeral grants once the hand-over starts (see lease.go); if
 		// it fails, the term carries on.
-		t.handingOver.Store(true)
-		defer t.handingOver.Store(false)
+		t.handingOver.Add(1)
+		defer t.handingOver.Add(-1)
 	}
 	var f raft.Future
 	if id == "" {

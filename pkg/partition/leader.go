@@ -32,8 +32,10 @@ type term struct {
 	// lease.go); renewing is set while a background renewal runs.
 	leaseUntil atomic.Pointer[time.Time]
 	renewing   atomic.Bool
-	// handingOver is set while this node transfers the leadership away.
-	handingOver atomic.Bool
+	// handingOver counts the leadership transfers under way: a second
+	// request fails fast while the first still runs, and must not clear
+	// the mark on its way out.
+	handingOver atomic.Int32
 }
 
 // now is the term's time in unix milliseconds. Adding the elapsed time

@@ -43,7 +43,7 @@ func (g *Group) leased(t *term) error {
 	if !g.checkTerm(t) {
 		return ErrNotLeader
 	}
-	if t.handingOver.Load() {
+	if t.handingOver.Load() > 0 {
 		return fmt.Errorf("%w: leadership is being transferred", ErrNotLeader)
 	}
 	now := g.cfg.Clock.Now()
