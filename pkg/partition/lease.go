@@ -73,11 +73,8 @@ func (g *Group) leased(t *term) error {
 // from the moment the confirmation was asked for.
 func (g *Group) renewLease(t *term) error {
 	asked := g.cfg.Clock.Now()
-	if err := g.verify.verify(); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotLeader, err)
-	}
-	if g.term() != t {
-		return ErrNotLeader
+	if err := g.confirm(t); err != nil {
+		return err
 	}
 	until := asked.Add(g.leaseWindow())
 	for {

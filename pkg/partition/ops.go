@@ -245,11 +245,20 @@ func (g *Group) readable(d Durability) (*term, error) {
 		}
 		return t, nil
 	}
-	if err := g.verify.verify(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotLeader, err)
-	}
-	if g.term() != t {
-		return nil, ErrNotLeader
+	if err := g.confirm(t); err != nil {
+		return nil, err
 	}
 	return t, nil
+}
+
+// confirm returns nil once a quorum has confirmed, in a round that began
+// after the call, that t is still this node's leadership.
+func (g *Group) confirm(t *term) error {
+	if err := g.verify.verify(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	if g.term() != t {
+		return ErrNotLeader
+	}
+	return nil
 }
