@@ -225,21 +225,20 @@ func (c *Cluster) Running() []int {
 }
 
 // WaitReady waits until every running node answers /readyz with 200. On
-// timeout it names what each node that was not ready last said.
+// timeout it also logs what each node that was not ready last said.
 func (c *Cluster) WaitReady(timeout time.Duration) {
 	c.t.Helper()
 	var why map[string]string
-	deadline := time.Now().Add(timeout)
-	for {
+	// Fatal unwinds through this defer, so the reasons reach the log.
+	defer func() {
+		if len(why) > 0 {
+			c.t.Logf("not ready: %v", why)
+		}
+	}()
+	c.WaitFor(timeout, "every running node is ready", func() bool {
 		why = c.notReady()
-		if len(why) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting until every running node is ready: %v", timeout, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(why) == 0
+	})
 }
 
 // notReady asks every running node's /readyz and returns, by node ID, the
