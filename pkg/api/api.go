@@ -49,6 +49,7 @@ type Handler struct {
 	// allowed lists each path's methods for the Allow header of a 405.
 	allowed     map[string]string
 	bodyTimeout time.Duration
+	jsonType    []string // the Content-Type header of every reply
 }
 
 // Config tunes the handler; zero values take the defaults.
@@ -69,7 +70,8 @@ func New(backend Backend, cluster Cluster, cfg Config) *Handler {
 	if cfg.BodyTimeout == 0 {
 		cfg.BodyTimeout = 30 * time.Second
 	}
-	h := &Handler{backend: backend, cluster: cluster, log: cfg.Logger, bodyTimeout: cfg.BodyTimeout}
+	h := &Handler{backend: backend, cluster: cluster, log: cfg.Logger, bodyTimeout: cfg.BodyTimeout,
+		jsonType: []string{"application/json"}}
 	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	r := chi.NewRouter()
 	r.Use(h.recoverer)
@@ -125,13 +127,23 @@ func (h *Handler) putBuf(b *[]byte) {
 	}
 }
 
+// smallReply is the size below which net/http sets Content-Length itself:
+// its per-response write buffer is 2 KiB.
+const smallReply = 2048
+
 // writeLock writes a lock reply with the reflection-free encoder.
 func (h *Handler) writeLock(w http.ResponseWriter, status int, r *wire.LockResponse) {
 	bp := h.getBuf()
 	body := r.AppendJSON(*bp)
 	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	// The key is canonical already: skip Set's canonicalization. net/http
+	// copies header values before it writes them, so sharing is safe.
+	hdr["Content-Type"] = h.jsonType
+	// net/http works out the length of a reply that fits its 2 KiB write
+	// buffer by itself, without allocating; only longer ones need it here.
+	if len(body) >= smallReply {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 	w.WriteHeader(status)
 	w.Write(body)
 	*bp = body

@@ -245,6 +245,31 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A chunked body has no Content-Length to check up front: the limit
+	// applies while it is read.
+	t.Run("chunked body over 1 MiB", func(t *testing.T) {
+		body := io.MultiReader(strings.NewReader(`{"resource":"`), strings.NewReader(long(2<<20)+`"}`))
+		resp, err := http.Post(c.base+wire.PathTryLock, "application/json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		m := decode(t, resp.Body)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || m["type"] != float64(wire.InvalidInput) {
+			t.Fatalf("status %d reply %v; want 413 and type 100", resp.StatusCode, m)
+		}
+	})
+	t.Run("chunked body within the limit", func(t *testing.T) {
+		body := io.MultiReader(strings.NewReader(`{"resource":`), strings.NewReader(`"victim"}`))
+		resp, err := http.Post(c.base+wire.PathGetInfo, "application/json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if m := decode(t, resp.Body); resp.StatusCode != http.StatusOK || m["type"] != float64(wire.Got) {
+			t.Fatalf("status %d reply %v; want 200 and type %d", resp.StatusCode, m, wire.Got)
+		}
+	})
 	for _, m := range []string{http.MethodGet, http.MethodPut, http.MethodDelete} {
 		req, _ := http.NewRequest(m, c.base+wire.PathTryLock, nil)
 		resp, err := http.DefaultClient.Do(req)

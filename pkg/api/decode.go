@@ -28,14 +28,26 @@ func badField(format string, args ...any) *inputError {
 	return &inputError{status: http.StatusOK, msg: fmt.Sprintf(format, args...)}
 }
 
+var errTooLarge = &inputError{status: http.StatusRequestEntityTooLarge, msg: "request body is larger than 1 MiB"}
+
 // readLockRequest reads and parses a lock request body into v.
 func (h *Handler) readLockRequest(w http.ResponseWriter, r *http.Request, v *wire.LockRequest) *inputError {
+	if r.ContentLength > wire.MaxBodyBytes {
+		w.Header().Set("Connection", "close")
+		return errTooLarge
+	}
+	// net/http ends a body at its Content-Length; only a body of unknown
+	// length (chunked) needs a limit of its own.
+	var src io.Reader = r.Body
+	if r.ContentLength < 0 {
+		src = http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes)
+	}
 	bp := h.getBuf()
 	defer h.putBuf(bp)
 	rc := http.NewResponseController(w)
 	// Errors only mean the connection cannot take deadlines (tests).
 	_ = rc.SetReadDeadline(time.Now().Add(h.bodyTimeout))
-	body, err := readAll(*bp, http.MaxBytesReader(w, r.Body, wire.MaxBodyBytes))
+	body, err := readAll(*bp, src)
 	*bp = body
 	if err == nil {
 		// Lift the deadline before the handler waits: the server's
@@ -50,7 +62,7 @@ func (h *Handler) readLockRequest(w http.ResponseWriter, r *http.Request, v *wir
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return &inputError{status: http.StatusRequestEntityTooLarge, msg: "request body is larger than 1 MiB"}
+			return errTooLarge
 		}
 		return &inputError{status: http.StatusBadRequest, msg: "reading request body: " + err.Error()}
 	}

@@ -17,7 +17,20 @@ func DecodeLockRequest(data []byte, r *LockRequest) error {
 		*r = fast
 		return nil
 	}
-	return json.Unmarshal(data, r)
+	// Decoded into a local so that only this path, through reflection,
+	// makes the request escape to the heap.
+	var slow LockRequest
+	err := json.Unmarshal(data, &slow)
+	*r = slow
+	return err
+}
+
+// flatValues holds the fields the fast path decodes, so that one allocation
+// serves every pointer of a LockRequest instead of one per field.
+type flatValues struct {
+	resource, owner   string
+	expiresMs, waitMs int64
+	durability        int
 }
 
 // flatDecoder reads one JSON object of simple members.
@@ -49,9 +62,16 @@ func (d *flatDecoder) next(c byte) bool {
 // str reads a string without escapes, control characters or invalid
 // UTF-8 (which encoding/json would rewrite).
 func (d *flatDecoder) str() (string, bool) {
+	b, ok := d.rawStr()
+	return string(b), ok
+}
+
+// rawStr is str without the copy: the bytes alias the input. Keys are only
+// compared, so they need no string of their own.
+func (d *flatDecoder) rawStr() ([]byte, bool) {
 	d.space()
 	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return "", false
+		return nil, false
 	}
 	start := d.i + 1
 	ascii := true
@@ -59,17 +79,17 @@ func (d *flatDecoder) str() (string, bool) {
 		switch c := d.b[j]; {
 		case c == '"':
 			if !ascii && !utf8.Valid(d.b[start:j]) {
-				return "", false
+				return nil, false
 			}
 			d.i = j + 1
-			return string(d.b[start:j]), true
+			return d.b[start:j], true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		case c >= utf8.RuneSelf:
 			ascii = false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // integer reads a JSON number that is an integer within int64; fractions,
@@ -130,51 +150,50 @@ func decodeFlat(data []byte, r *LockRequest) bool {
 	if d.next('}') {
 		return d.end()
 	}
+	v := new(flatValues)
 	for {
-		key, ok := d.str()
+		key, ok := d.rawStr()
 		if !ok || !d.next(':') {
 			return false
 		}
-		switch key {
+		switch string(key) {
 		case "resource", "owner":
-			var p **string = &r.Resource
-			if key == "owner" {
-				p = &r.Owner
+			p, s := &r.Resource, &v.resource
+			if string(key) == "owner" {
+				p, s = &r.Owner, &v.owner
 			}
 			if d.null() {
 				*p = nil
 				break
 			}
-			s, ok := d.str()
-			if !ok {
+			if *s, ok = d.str(); !ok {
 				return false
 			}
-			*p = &s
+			*p = s
 		case "expiresMs", "waitMs":
-			p := &r.ExpiresMs
-			if key == "waitMs" {
-				p = &r.WaitMs
+			p, n := &r.ExpiresMs, &v.expiresMs
+			if string(key) == "waitMs" {
+				p, n = &r.WaitMs, &v.waitMs
 			}
 			if d.null() {
 				*p = nil
 				break
 			}
-			v, ok := d.integer()
-			if !ok {
+			if *n, ok = d.integer(); !ok {
 				return false
 			}
-			*p = &v
+			*p = n
 		case "durability":
 			if d.null() {
 				r.Durability = nil
 				break
 			}
-			v, ok := d.integer()
-			if !ok || v != int64(int(v)) {
+			n, ok := d.integer()
+			if !ok || n != int64(int(n)) {
 				return false
 			}
-			n := int(v)
-			r.Durability = &n
+			v.durability = int(n)
+			r.Durability = &v.durability
 		default:
 			// encoding/json also matches keys case-insensitively and skips
 			// values of any shape; leave every other key to it.
