@@ -120,17 +120,22 @@ type fields struct {
 	owner, expires, wait bool
 }
 
-var opFields = map[router.Op]fields{
-	router.TryLock:     {owner: true, expires: true, wait: true},
-	router.Extend:      {owner: true, expires: true},
-	router.Unlock:      {owner: true},
-	router.GetInfo:     {},
-	router.ForceUnlock: {},
+func fieldsOf(op router.Op) fields {
+	switch op {
+	case router.TryLock:
+		return fields{owner: true, expires: true, wait: true}
+	case router.Extend:
+		return fields{owner: true, expires: true}
+	case router.Unlock:
+		return fields{owner: true}
+	default: // get-info and force-unlock name only the resource
+		return fields{}
+	}
 }
 
 // toRequest validates a decoded body against the contract's limits.
 func toRequest(op router.Op, in *wire.LockRequest) (router.Request, *inputError) {
-	f := opFields[op]
+	f := fieldsOf(op)
 	req := router.Request{Op: op, Durability: partition.Persistent}
 	if in.Resource == nil || *in.Resource == "" {
 		return req, badField("resource is required")
