@@ -103,17 +103,16 @@ func New(backend Backend, cluster Cluster, cfg Config) *Handler {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON writes v, encoded with encoding/json, for the endpoints off the
+// hot path.
+func (h *Handler) writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		// Only our own wire types are encoded; this cannot happen.
 		http.Error(w, `{"type":99,"error":"encoding reply failed"}`, http.StatusInternalServerError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	w.Write(body)
+	h.writeBody(w, status, body)
 }
 
 // getBuf and putBuf recycle request and reply buffers: lock requests are
@@ -135,6 +134,13 @@ const smallReply = 2048
 func (h *Handler) writeLock(w http.ResponseWriter, status int, r *wire.LockResponse) {
 	bp := h.getBuf()
 	body := r.AppendJSON(*bp)
+	h.writeBody(w, status, body)
+	*bp = body
+	h.putBuf(bp)
+}
+
+// writeBody writes a JSON reply body with its headers.
+func (h *Handler) writeBody(w http.ResponseWriter, status int, body []byte) {
 	hdr := w.Header()
 	// The key is canonical already: skip Set's canonicalization. net/http
 	// copies header values before it writes them, so sharing is safe.
@@ -146,8 +152,6 @@ func (h *Handler) writeLock(w http.ResponseWriter, status int, r *wire.LockRespo
 	}
 	w.WriteHeader(status)
 	w.Write(body)
-	*bp = body
-	h.putBuf(bp)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, status int, t wire.Type, msg string) {
@@ -308,27 +312,27 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	if more && len(entries) > 0 {
 		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(entries[len(entries)-1].Resource))
 	}
-	writeJSON(w, http.StatusOK, out)
+	h.writeJSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) listFail(w http.ResponseWriter, t wire.Type, msg string) {
-	writeJSON(w, http.StatusOK, wire.ListResponse{Type: t, ServedFrom: h.backend.NodeID(), Error: msg, Locks: []wire.LockInfo{}})
+	h.writeJSON(w, http.StatusOK, wire.ListResponse{Type: t, ServedFrom: h.backend.NodeID(), Error: msg, Locks: []wire.LockInfo{}})
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.cluster.Status())
+	h.writeJSON(w, http.StatusOK, h.cluster.Status())
 }
 
 func (h *Handler) livez(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, wire.Health{Status: "live", ServedFrom: h.backend.NodeID()})
+	h.writeJSON(w, http.StatusOK, wire.Health{Status: "live", ServedFrom: h.backend.NodeID()})
 }
 
 func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 	if ok, why := h.cluster.Ready(); !ok {
-		writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "not ready", ServedFrom: h.backend.NodeID(), Reason: why})
+		h.writeJSON(w, http.StatusServiceUnavailable, wire.Health{Status: "not ready", ServedFrom: h.backend.NodeID(), Reason: why})
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.Health{Status: "ready", ServedFrom: h.backend.NodeID()})
+	h.writeJSON(w, http.StatusOK, wire.Health{Status: "ready", ServedFrom: h.backend.NodeID()})
 }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {

@@ -28,13 +28,15 @@ func badField(format string, args ...any) *inputError {
 	return &inputError{status: http.StatusOK, msg: fmt.Sprintf(format, args...)}
 }
 
-var errTooLarge = &inputError{status: http.StatusRequestEntityTooLarge, msg: "request body is larger than 1 MiB"}
+func tooLarge() *inputError {
+	return &inputError{status: http.StatusRequestEntityTooLarge, msg: "request body is larger than 1 MiB"}
+}
 
 // readLockRequest reads and parses a lock request body into v.
 func (h *Handler) readLockRequest(w http.ResponseWriter, r *http.Request, v *wire.LockRequest) *inputError {
 	if r.ContentLength > wire.MaxBodyBytes {
 		w.Header().Set("Connection", "close")
-		return errTooLarge
+		return tooLarge()
 	}
 	// net/http ends a body at its Content-Length; only a body of unknown
 	// length (chunked) needs a limit of its own.
@@ -62,7 +64,7 @@ func (h *Handler) readLockRequest(w http.ResponseWriter, r *http.Request, v *wir
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return errTooLarge
+			return tooLarge()
 		}
 		return &inputError{status: http.StatusBadRequest, msg: "reading request body: " + err.Error()}
 	}
