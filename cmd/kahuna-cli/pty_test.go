@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/kahuna-go/kahuna/internal/testutil"
 	"github.com/kahuna-go/kahuna/pkg/client"
 )
 
@@ -21,7 +22,7 @@ import (
 type ptySession struct {
 	t    *testing.T
 	tty  *os.File
-	out  *syncBuffer
+	out  *testutil.SyncBuffer
 	seen int // output before this offset has been matched
 	cmd  *exec.Cmd
 	done chan error
@@ -35,7 +36,7 @@ func startPTY(t *testing.T, history string, args ...string) *ptySession {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &ptySession{t: t, tty: tty, out: &syncBuffer{}, cmd: cmd, done: make(chan error, 1)}
+	s := &ptySession{t: t, tty: tty, out: &testutil.SyncBuffer{}, cmd: cmd, done: make(chan error, 1)}
 	copied := make(chan struct{})
 	go func() {
 		io.Copy(s.out, tty) // ends with EIO when the process exits

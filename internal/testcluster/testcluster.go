@@ -5,7 +5,6 @@
 package testcluster
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,7 +41,7 @@ type Node struct {
 	Raft   string
 	Gossip string
 	cfg    server.Config
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 
 	mu  sync.Mutex
 	srv *server.Server
@@ -80,7 +79,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			HTTP:   testutil.FreeAddr(t),
 			Raft:   testutil.FreeAddr(t),
 			Gossip: testutil.FreeAddr(t),
-			log:    &syncBuffer{},
+			log:    &testutil.SyncBuffer{},
 		}
 		joins = append(joins, n.Gossip)
 		c.Nodes = append(c.Nodes, n)
@@ -366,21 +365,4 @@ func tail(s string, lines int) string {
 		}
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

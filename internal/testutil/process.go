@@ -96,7 +96,7 @@ type Process struct {
 	t        testing.TB
 	cmd      *exec.Cmd
 	httpAddr string
-	out      *syncBuffer
+	out      *SyncBuffer
 	done     chan struct{}
 	state    *os.ProcessState
 	client   *Client
@@ -115,7 +115,7 @@ func Start(t testing.TB, spec Spec) *Process {
 		}
 	}
 	cmd.Env = append(cmd.Env, spec.Env...)
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -316,19 +316,20 @@ func (p *Process) Stop() {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a writer and concurrent readers,
+// such as a process's output that a test watches while it runs.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
