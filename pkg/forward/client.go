@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -16,19 +15,22 @@ import (
 	"github.com/kahuna-go/kahuna/pkg/transport"
 )
 
-// Client forwards requests to other nodes. It keeps idle connections per
-// node, one request at a time on each. It implements router.Forwarder.
+// Client forwards requests to other nodes. It keeps one connection per node
+// and runs every request to that node over it at the same time; see
+// frameWriter for why. It implements router.Forwarder.
 type Client struct {
 	dial        DialFunc
 	dialTimeout time.Duration
 	// slack is how long beyond a request's own wait the reply may take
 	// before the leader counts as gone.
-	slack   time.Duration
-	maxIdle int
+	slack time.Duration
+	now   func() time.Time
 
-	mu     sync.Mutex
-	idle   map[string][]*clientConn
-	closed bool
+	mu      sync.Mutex
+	conns   map[string]*clientConn
+	dialing map[string]*dialing
+	closed  bool
+	wg      sync.WaitGroup // the connections' readers and watchdogs
 }
 
 var _ router.Forwarder = (*Client)(nil)
@@ -46,15 +48,10 @@ func NewClient(dial DialFunc) *Client {
 		// with an error once it loses its lease; a peer that vanished
 		// without closing the connection is given up on after this.
 		slack:   5 * time.Second,
-		maxIdle: 64,
-		idle:    make(map[string][]*clientConn),
+		now:     time.Now,
+		conns:   make(map[string]*clientConn),
+		dialing: make(map[string]*dialing),
 	}
-}
-
-type clientConn struct {
-	net.Conn
-	br  *bufio.Reader
-	buf []byte
 }
 
 // Forward runs req on the node at leaderAddr (its internal address).
@@ -82,98 +79,298 @@ func (c *Client) List(ctx context.Context, leaderID, leaderAddr string, part int
 	return resp.infos, nil
 }
 
-// roundTrip sends one request and reads its reply. A connection that fails
-// before anything was sent, or a pooled one the peer had already closed, is
-// retried once on a fresh connection; a failure after the request may have
-// been read has an unknown outcome.
+// roundTrip sends one request and waits for its reply. A request refused
+// by a connection that had already failed was never sent, so it is tried
+// once more on a fresh connection; a failure after it may have been sent has
+// an unknown outcome.
 func (c *Client) roundTrip(ctx context.Context, addr string, req *request, wait time.Duration) (response, error) {
 	for attempt := 0; ; attempt++ {
-		cn, reused, err := c.get(ctx, addr)
+		cn, err := c.conn(ctx, addr)
 		if err != nil {
 			// Nothing was sent: the caller may look for the leader again.
 			return response{}, fmt.Errorf("%w: %w", partition.ErrNotLeader, err)
 		}
-		resp, stale, err := cn.do(ctx, req, wait+c.slack)
-		if err == nil {
-			c.put(addr, cn)
+		resp, err := cn.do(ctx, req, c.now().Add(wait+c.slack))
+		switch {
+		case err == nil:
 			return resp, nil
-		}
-		cn.Close()
-		if ctx.Err() != nil {
+		case ctx.Err() != nil:
 			return response{}, ctx.Err()
-		}
-		if stale && reused && attempt == 0 {
+		case errors.Is(err, errNotSent) && attempt == 0:
 			continue
+		case errors.Is(err, errNotSent):
+			return response{}, fmt.Errorf("%w: %w", partition.ErrNotLeader, err)
 		}
 		return response{}, fmt.Errorf("%w: forwarding to %s: %w", partition.ErrUnknownOutcome, addr, err)
 	}
 }
 
-// do runs one exchange. stale reports a failure that shows the peer never
-// read the request: the write failed, or the connection was closed before
-// any reply byte.
-func (cn *clientConn) do(ctx context.Context, req *request, limit time.Duration) (resp response, stale bool, err error) {
-	cn.buf = endFrame(appendRequest(startFrame(cn.buf), req))
-	if err := cn.SetDeadline(time.Now().Add(limit)); err != nil {
-		return response{}, true, err
-	}
-	// A cancelled caller interrupts the blocked read; the server sees the
-	// connection close and, for a waiting try-lock, gives up the wait.
-	stop := context.AfterFunc(ctx, func() { cn.SetDeadline(time.Now()) })
-	defer stop()
-	if _, err := cn.Write(cn.buf); err != nil {
-		return response{}, true, err
-	}
-	cn.buf, err = readFrame(cn.br, cn.buf)
-	if err != nil {
-		return response{}, errors.Is(err, io.EOF), err
-	}
-	resp, err = decodeResponse(req.kind, cn.buf)
-	return resp, false, err
-}
-
-func (c *Client) get(ctx context.Context, addr string) (*clientConn, bool, error) {
+// conn returns the live connection to addr, dialing one if there is none.
+// Callers that arrive while a dial is under way share its outcome.
+func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, false, errors.New("forward: client closed")
+		return nil, errClientClosed
 	}
-	if pool := c.idle[addr]; len(pool) > 0 {
-		cn := pool[len(pool)-1]
-		c.idle[addr] = pool[:len(pool)-1]
+	if cn := c.conns[addr]; cn != nil && !cn.failed() {
 		c.mu.Unlock()
-		return cn, true, nil
+		return cn, nil
 	}
-	c.mu.Unlock()
-	dctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
-	defer cancel()
-	conn, err := c.dial(dctx, addr, transport.Header{Kind: transport.KindForward})
-	if err != nil {
-		return nil, false, err
-	}
-	return &clientConn{Conn: conn, br: bufio.NewReaderSize(conn, 4096)}, false, nil
-}
-
-func (c *Client) put(addr string, cn *clientConn) {
-	cn.SetDeadline(time.Time{})
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed || len(c.idle[addr]) >= c.maxIdle {
-		cn.Close()
-		return
-	}
-	c.idle[addr] = append(c.idle[addr], cn)
-}
-
-// Close drops every idle connection.
-func (c *Client) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	for _, pool := range c.idle {
-		for _, cn := range pool {
-			cn.Close()
+	if d := c.dialing[addr]; d != nil {
+		c.mu.Unlock()
+		select {
+		case <-d.done:
+			return d.cn, d.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
-	c.idle = nil
+	d := &dialing{done: make(chan struct{})}
+	c.dialing[addr] = d
+	c.mu.Unlock()
+
+	d.cn, d.err = c.open(ctx, addr)
+	c.mu.Lock()
+	delete(c.dialing, addr)
+	if d.err == nil && c.closed {
+		d.cn.fail(errClientClosed)
+		d.cn, d.err = nil, errClientClosed
+	}
+	if d.err == nil {
+		c.conns[addr] = d.cn
+		c.start(addr, d.cn)
+	}
+	c.mu.Unlock()
+	close(d.done)
+	return d.cn, d.err
+}
+
+// dialing is a dial in progress, and then its outcome.
+type dialing struct {
+	done chan struct{}
+	cn   *clientConn
+	err  error
+}
+
+var errClientClosed = errors.New("forward: client closed")
+
+func (c *Client) open(ctx context.Context, addr string) (*clientConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
+	defer cancel()
+	nc, err := c.dial(ctx, addr, transport.Header{Kind: transport.KindForward})
+	if err != nil {
+		return nil, err
+	}
+	return &clientConn{
+		conn:  nc,
+		w:     frameWriter{w: nc},
+		calls: make(map[uint64]*call),
+		done:  make(chan struct{}),
+		now:   c.now,
+	}, nil
+}
+
+// start runs cn's reader and watchdog; c.mu is held.
+func (c *Client) start(addr string, cn *clientConn) {
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		cn.readReplies()
+		c.forget(addr, cn)
+	}()
+	go func() {
+		defer c.wg.Done()
+		cn.watch(c.slack / 4)
+	}()
+}
+
+// forget drops cn from the pool once it has failed.
+func (c *Client) forget(addr string, cn *clientConn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conns[addr] == cn {
+		delete(c.conns, addr)
+	}
+}
+
+// Close fails every request in flight and closes every connection.
+func (c *Client) Close() {
+	c.mu.Lock()
+	c.closed = true
+	conns := c.conns
+	c.conns = nil
+	c.mu.Unlock()
+	for _, cn := range conns {
+		cn.fail(errClientClosed)
+	}
+	c.wg.Wait()
+}
+
+// clientConn is one connection to a leader, shared by all requests to it.
+type clientConn struct {
+	conn net.Conn
+	w    frameWriter
+	now  func() time.Time
+
+	mu     sync.Mutex
+	calls  map[uint64]*call
+	nextID uint64
+	err    error         // why the connection failed; set once
+	done   chan struct{} // closed when err is set
+}
+
+// call is a request waiting for its reply.
+type call struct {
+	kind     byte
+	deadline time.Time
+	reply    chan reply // buffered: whoever answers never blocks
+}
+
+type reply struct {
+	resp response
+	err  error
+}
+
+// do sends req and waits for its reply, ctx, or the connection's failure.
+func (cn *clientConn) do(ctx context.Context, req *request, deadline time.Time) (response, error) {
+	cl := &call{kind: req.kind, deadline: deadline, reply: make(chan reply, 1)}
+	cn.mu.Lock()
+	if cn.err != nil {
+		err := cn.err
+		cn.mu.Unlock()
+		return response{}, fmt.Errorf("%w: %w", errNotSent, err)
+	}
+	cn.nextID++
+	id := cn.nextID
+	cn.calls[id] = cl
+	cn.mu.Unlock()
+
+	r := *req
+	r.id = id
+	err := cn.w.send(func(b []byte) []byte {
+		return appendFrame(b, func(b []byte) []byte { return appendRequest(b, &r) })
+	})
+	if err != nil {
+		if errors.Is(err, errNotSent) {
+			cn.drop(id)
+			return response{}, err
+		}
+		// The frame may be half written; nothing after it can be read.
+		cn.fail(err)
+	}
+	select {
+	case rep := <-cl.reply:
+		return rep.resp, rep.err
+	case <-ctx.Done():
+		if cn.drop(id) && req.kind == kindLock && req.lock.Wait > 0 {
+			// Only a waiting try-lock can hold the leader for long; tell it
+			// to stop waiting. Other requests finish on their own and their
+			// replies are dropped.
+			cn.w.send(func(b []byte) []byte {
+				return appendFrame(b, func(b []byte) []byte {
+					return appendRequest(b, &request{kind: kindCancel, id: id})
+				})
+			})
+		}
+		return response{}, ctx.Err()
+	}
+}
+
+func (cn *clientConn) failed() bool {
+	select {
+	case <-cn.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// drop forgets call id and reports whether it was still waiting.
+func (cn *clientConn) drop(id uint64) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	_, ok := cn.calls[id]
+	delete(cn.calls, id)
+	return ok
+}
+
+// readReplies hands each reply to its call until the connection fails.
+func (cn *clientConn) readReplies() {
+	br := bufio.NewReaderSize(cn.conn, 32<<10)
+	var buf []byte
+	for {
+		var err error
+		buf, err = readFrame(br, buf)
+		if err != nil {
+			cn.fail(err)
+			return
+		}
+		id, err := responseID(buf)
+		if err != nil {
+			cn.fail(err)
+			return
+		}
+		cn.mu.Lock()
+		cl := cn.calls[id]
+		delete(cn.calls, id)
+		cn.mu.Unlock()
+		if cl == nil {
+			continue // its caller gave up
+		}
+		resp, err := decodeResponse(cl.kind, buf)
+		if err != nil {
+			cl.reply <- reply{err: err}
+			cn.fail(err)
+			return
+		}
+		cl.reply <- reply{resp: resp}
+	}
+}
+
+// watch fails the connection when a request outlives its deadline: the peer
+// is gone without closing the connection (a network partition, a frozen
+// process), and every request on it would wait just as long.
+func (cn *clientConn) watch(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-t.C:
+		}
+		now := cn.now()
+		cn.mu.Lock()
+		late := false
+		for _, cl := range cn.calls {
+			if now.After(cl.deadline) {
+				late = true
+				break
+			}
+		}
+		cn.mu.Unlock()
+		if late {
+			cn.fail(errors.New("forward: no reply before the deadline"))
+		}
+	}
+}
+
+// fail closes the connection and answers every waiting call with err; their
+// requests may or may not have run.
+func (cn *clientConn) fail(err error) {
+	cn.mu.Lock()
+	if cn.err != nil {
+		cn.mu.Unlock()
+		return
+	}
+	cn.err = err
+	close(cn.done)
+	calls := cn.calls
+	cn.calls = nil
+	cn.mu.Unlock()
+	cn.conn.Close()
+	for _, cl := range calls {
+		cl.reply <- reply{err: err}
+	}
 }

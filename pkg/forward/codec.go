@@ -14,20 +14,26 @@ import (
 
 // Wire format. Every message is a frame: a 4-byte big-endian length, then
 // the payload. Payloads start with a version byte; strings are a uvarint
-// length and the bytes; integers are (u)varints.
+// length and the bytes; integers are (u)varints. Many requests share one
+// connection: each carries an ID of the client's choosing, and its response
+// carries the same ID, in whatever order the requests finish.
 //
-//	request:  version, kind, then
-//	  kindLock: op, durability, uvarint ttlMs, uvarint waitMs, resource, owner
-//	  kindList: uvarint partition, durability, prefix, after, uvarint limit
-//	response: version, error code, [error message], servedFrom, then
+//	request:  version, kind, uvarint id, then
+//	  kindLock:   op, durability, uvarint ttlMs, uvarint waitMs, resource, owner
+//	  kindList:   uvarint partition, durability, prefix, after, uvarint limit
+//	  kindCancel: nothing; the client gave up on request id (no response)
+//	response: version, uvarint id, error code, [error message], servedFrom, then
 //	  kindLock: outcome, token, owner, acquiredAt, expiresAt, expiresIn, fresh
 //	  kindList: uvarint count, count × (resource, owner, token, acquiredAt,
 //	            expiresAt, expiresIn)
+//
+// Version 1 carried one request at a time per connection, without IDs.
 const (
-	version = 1
+	version = 2
 
-	kindLock = 1
-	kindList = 2
+	kindLock   = 1
+	kindList   = 2
+	kindCancel = 3
 
 	// maxFrame bounds a message; a list of 1000 locks with the longest
 	// names stays well under it.
@@ -75,6 +81,7 @@ func errorCode(err error) byte {
 // request is one forwarded operation.
 type request struct {
 	kind byte
+	id   uint64
 	// kindLock
 	lock router.Request
 	// kindList
@@ -90,6 +97,7 @@ type listArgs struct {
 
 // response is the answer to a request.
 type response struct {
+	id         uint64
 	code       byte
 	message    string
 	servedFrom string
@@ -104,6 +112,7 @@ func appendString(b []byte, s string) []byte {
 
 func appendRequest(b []byte, r *request) []byte {
 	b = append(b, version, r.kind)
+	b = binary.AppendUvarint(b, r.id)
 	switch r.kind {
 	case kindLock:
 		l := &r.lock
@@ -123,7 +132,9 @@ func appendRequest(b []byte, r *request) []byte {
 }
 
 func appendResponse(b []byte, kind byte, r *response) []byte {
-	b = append(b, version, r.code)
+	b = append(b, version)
+	b = binary.AppendUvarint(b, r.id)
+	b = append(b, r.code)
 	if r.code != codeOK {
 		b = appendString(b, r.message)
 	}
@@ -238,7 +249,9 @@ func decodeRequest(b []byte) (request, error) {
 		return request{}, fmt.Errorf("%w: version %d", ErrProtocol, v)
 	}
 	req := request{kind: r.byte()}
+	req.id = r.uvarint()
 	switch req.kind {
+	case kindCancel:
 	case kindLock:
 		req.lock.Op = router.Op(r.byte())
 		req.lock.Durability = partition.Durability(r.byte())
@@ -268,12 +281,24 @@ func decodeRequest(b []byte) (request, error) {
 	return req, r.done()
 }
 
+// responseID reads the ID of an encoded response, which tells the client
+// what kind of request it answers.
+func responseID(b []byte) (uint64, error) {
+	r := reader{b: b}
+	if v := r.byte(); r.err == nil && v != version {
+		return 0, fmt.Errorf("%w: version %d", ErrProtocol, v)
+	}
+	id := r.uvarint()
+	return id, r.err
+}
+
 func decodeResponse(kind byte, b []byte) (response, error) {
 	r := reader{b: b}
 	if v := r.byte(); r.err == nil && v != version {
 		return response{}, fmt.Errorf("%w: version %d", ErrProtocol, v)
 	}
-	resp := response{code: r.byte()}
+	resp := response{id: r.uvarint()}
+	resp.code = r.byte()
 	if resp.code != codeOK {
 		resp.message = r.string()
 	}
@@ -324,13 +349,13 @@ func (r *response) remoteError() error {
 	return fmt.Errorf("forward: %s failed: %s", r.servedFrom, r.message)
 }
 
-// startFrame returns buf emptied with room for the length prefix; append
-// the payload, then seal it with endFrame.
-func startFrame(buf []byte) []byte { return append(buf[:0], 0, 0, 0, 0) }
-
-// endFrame fills in the length prefix of a frame built on startFrame.
-func endFrame(b []byte) []byte {
-	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-4))
+// appendFrame appends one frame to b: the length prefix, then what
+// appendPayload appends.
+func appendFrame(b []byte, appendPayload func([]byte) []byte) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = appendPayload(b)
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
 	return b
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,8 @@ type fakeExec struct {
 	infos    []fsm.Info
 	block    bool // block until ctx is done
 	canceled chan struct{}
+	// run, when set, answers instead of the fields above.
+	run func(ctx context.Context, req router.Request) (fsm.Result, error)
 }
 
 func (f *fakeExec) ExecuteHere(ctx context.Context, req router.Request) (fsm.Result, error) {
@@ -32,6 +35,9 @@ func (f *fakeExec) ExecuteHere(ctx context.Context, req router.Request) (fsm.Res
 	f.got = append(f.got, req)
 	block := f.block
 	f.mu.Unlock()
+	if f.run != nil {
+		return f.run(ctx, req)
+	}
 	if block {
 		<-ctx.Done()
 		close(f.canceled)
@@ -46,6 +52,12 @@ func (f *fakeExec) ListHere(ctx context.Context, p int, d partition.Durability, 
 
 // serve runs a forwarding server on a mux and returns a client dialing it.
 func serve(t *testing.T, exec Executor) (*Client, string, *transport.Mux) {
+	cl, addr, mux, _ := serveCounting(t, exec)
+	return cl, addr, mux
+}
+
+// serveCounting is serve that also counts the client's dials.
+func serveCounting(t *testing.T, exec Executor) (*Client, string, *transport.Mux, *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,18 +71,20 @@ func serve(t *testing.T, exec Executor) (*Client, string, *transport.Mux) {
 	}
 	srv := NewServer("leader-1", layer, exec, logging.Discard())
 	go srv.Serve()
+	dials := new(atomic.Int32)
 	cl := NewClient(func(ctx context.Context, addr string, h transport.Header) (net.Conn, error) {
+		dials.Add(1)
 		return transport.DialService(ctx, addr, h)
 	})
 	t.Cleanup(func() { cl.Close(); srv.Close(); mux.Close() })
-	return cl, ln.Addr().String(), mux
+	return cl, ln.Addr().String(), mux, dials
 }
 
 func TestForwardRoundTrip(t *testing.T) {
 	exec := &fakeExec{res: fsm.Result{Outcome: fsm.Locked, Token: 42, Owner: "ü", AcquiredAt: -1, ExpiresAt: 1 << 50, ExpiresIn: 9, Fresh: true}}
-	cl, addr, _ := serve(t, exec)
+	cl, addr, _, dials := serveCounting(t, exec)
 	req := router.Request{Op: router.TryLock, Resource: "res/ü", Owner: "o", TTL: 1500 * time.Millisecond, Durability: partition.Ephemeral, Wait: 0}
-	for range 3 { // the second and third reuse the pooled connection
+	for range 3 { // the second and third reuse the connection
 		resp, err := cl.Forward(context.Background(), "leader-1", addr, req)
 		if err != nil {
 			t.Fatal(err)
@@ -82,8 +96,8 @@ func TestForwardRoundTrip(t *testing.T) {
 	if got := exec.got[0]; !reflect.DeepEqual(got, req) {
 		t.Fatalf("leader got %+v, want %+v", got, req)
 	}
-	if n := len(cl.idle[addr]); n != 1 {
-		t.Fatalf("%d idle connections, want the one reused", n)
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d connections dialed, want one reused", n)
 	}
 
 	exec.infos = []fsm.Info{{Resource: "a", Owner: "x", Token: 1, AcquiredAt: 5, ExpiresAt: 6, ExpiresIn: 7}, {Resource: "b"}}

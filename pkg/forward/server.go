@@ -7,11 +7,9 @@ package forward
 import (
 	"bufio"
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/fsm"
 	"github.com/kahuna-go/kahuna/pkg/partition"
@@ -82,10 +80,25 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
+// serveConn reads requests from one client connection and runs each in its
+// own goroutine, so that a slow request (a waiting try-lock) holds up no
+// other. Replies go back in the order requests finish.
 func (s *Server) serveConn(conn net.Conn) {
-	defer conn.Close()
-	br := bufio.NewReader(conn)
-	var in, out []byte
+	// A client that hangs up wants none of its answers: every request
+	// still running, a waiting try-lock in particular, is cancelled.
+	ctx, hangUp := context.WithCancel(context.Background())
+	var handlers sync.WaitGroup
+	defer func() {
+		hangUp()
+		conn.Close()
+		handlers.Wait()
+	}()
+	w := &frameWriter{w: conn}
+	var mu sync.Mutex
+	waiting := map[uint64]context.CancelFunc{}
+
+	br := bufio.NewReaderSize(conn, 32<<10)
+	var in []byte
 	for {
 		var err error
 		in, err = readFrame(br, in)
@@ -97,28 +110,46 @@ func (s *Server) serveConn(conn net.Conn) {
 			s.log.Warn("dropping forwarding connection", "remote", conn.RemoteAddr(), "err", err)
 			return
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		// Only a waiting try-lock can take long; for it, watch the
-		// connection so that a client hanging up ends the wait.
-		var w *closeWatcher
+		if req.kind == kindCancel {
+			mu.Lock()
+			if cancel := waiting[req.id]; cancel != nil {
+				cancel()
+			}
+			mu.Unlock()
+			continue
+		}
+		rctx := ctx
+		// Only a waiting try-lock can take long, so only it can be
+		// cancelled on its own.
+		var cancel context.CancelFunc
 		if req.kind == kindLock && req.lock.Wait > 0 {
-			w = watchClose(conn, br, cancel)
+			rctx, cancel = context.WithCancel(ctx)
+			mu.Lock()
+			waiting[req.id] = cancel
+			mu.Unlock()
 		}
-		resp := s.handle(ctx, &req)
-		usable := w == nil || w.stop()
-		cancel()
-		if !usable {
-			return
-		}
-		out = endFrame(appendResponse(startFrame(out), req.kind, &resp))
-		if _, err := conn.Write(out); err != nil {
-			return
-		}
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			resp := s.handle(rctx, &req)
+			if cancel != nil {
+				mu.Lock()
+				delete(waiting, req.id)
+				mu.Unlock()
+				cancel()
+			}
+			err := w.send(func(b []byte) []byte {
+				return appendFrame(b, func(b []byte) []byte { return appendResponse(b, req.kind, &resp) })
+			})
+			if err != nil {
+				conn.Close() // ends the read loop
+			}
+		}()
 	}
 }
 
 func (s *Server) handle(ctx context.Context, req *request) response {
-	resp := response{servedFrom: s.nodeID}
+	resp := response{id: req.id, servedFrom: s.nodeID}
 	var err error
 	switch req.kind {
 	case kindLock:
@@ -130,38 +161,4 @@ func (s *Server) handle(ctx context.Context, req *request) response {
 		resp.code, resp.message = errorCode(err), err.Error()
 	}
 	return resp
-}
-
-// closeWatcher reads from an idle connection while a request runs, the way
-// net/http notices a client that hung up.
-type closeWatcher struct {
-	conn net.Conn
-	done chan struct{}
-	// gone is set when the read ended for any reason but stop's deadline.
-	gone bool
-}
-
-func watchClose(conn net.Conn, br *bufio.Reader, cancel context.CancelFunc) *closeWatcher {
-	w := &closeWatcher{conn: conn, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		_, err := br.Peek(1)
-		var ne net.Error
-		if err != nil && errors.As(err, &ne) && ne.Timeout() {
-			return
-		}
-		// EOF or reset: the client is gone. Data: the client broke the
-		// one-request-at-a-time protocol. Either way, end the request.
-		w.gone = true
-		cancel()
-	}()
-	return w
-}
-
-// stop ends the watch and reports whether the connection is still usable.
-func (w *closeWatcher) stop() bool {
-	w.conn.SetReadDeadline(time.Now())
-	<-w.done
-	w.conn.SetReadDeadline(time.Time{})
-	return !w.gone
 }
