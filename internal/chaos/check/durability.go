@@ -51,15 +51,15 @@ func DurableAfterRestart(before chaos.History, after []chaos.Op, opt Options) []
 			}
 			continue
 		}
-		var budget time.Duration
+		var deadline time.Time
 		if opt.Timeout > 0 {
-			if budget = opt.Timeout - time.Since(start); budget <= 0 {
+			if deadline = start.Add(opt.Timeout); !time.Now().Before(deadline) {
 				out = append(out, Anomaly{Checker: NameDurability, Lock: k, Unknown: true, Message: "not checked: the timeout ran out first"})
 				continue
 			}
 		}
 		all := append(append([]chaos.Op(nil), preBy[k]...), reads...)
-		switch porcupine.CheckOperationsTimeout(model, toPorcupine(all, opt.LeaseSlack), budget) {
+		switch res, _ := search(model, all, opt.LeaseSlack, deadline); res {
 		case porcupine.Ok:
 			continue
 		case porcupine.Unknown:
