@@ -148,21 +148,21 @@ func TestCallerHangUpReachesTheLeader(t *testing.T) {
 	}
 }
 
-// TestStaleConnectionIsRetried restarts the server side between two
-// requests: the pooled connection is dead, and the client must notice
-// before anything was read and retry on a fresh one.
-func TestStaleConnectionIsRetried(t *testing.T) {
+// TestClosedConnectionIsReplaced closes the server side between two
+// requests, as a restarting peer would: the connection's reader notices,
+// and the next request goes out on a fresh connection instead of failing.
+func TestClosedConnectionIsReplaced(t *testing.T) {
 	exec := &fakeExec{res: fsm.Result{Outcome: fsm.Got}}
 	cl, addr, mux := serve(t, exec)
 	if _, err := cl.Forward(context.Background(), "leader-1", addr, router.Request{Op: router.GetInfo, Resource: "r"}); err != nil {
 		t.Fatal(err)
 	}
-	mux.SetIsolated(true) // closes the server end of the pooled connection
+	mux.SetIsolated(true) // closes the server end of the connection
 	mux.SetIsolated(false)
 	time.Sleep(50 * time.Millisecond)
 	resp, err := cl.Forward(context.Background(), "leader-1", addr, router.Request{Op: router.GetInfo, Resource: "r"})
 	if err != nil || resp.Result.Outcome != fsm.Got {
-		t.Fatalf("after the pooled connection died: %+v %v", resp, err)
+		t.Fatalf("after the connection was closed: %+v %v", resp, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -299,5 +300,72 @@ func TestLeaderDyingAfterTheRequestIsNotRetried(t *testing.T) {
 	}
 	if n := runs.Load(); n != 1 {
 		t.Fatalf("the leader ran the request %d times", n)
+	}
+}
+
+// failingWriter fails every write, as a reset connection does.
+type failingWriter struct{ writes int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return 0, errors.New("connection reset")
+}
+
+// TestFrameWriterRefusesAfterAFailedWrite: a frame handed to a write that
+// failed may have reached the peer (the caller must call its outcome
+// unknown), but once a write has failed nothing more is written, and later
+// frames are refused as never sent (safe to send elsewhere).
+func TestFrameWriterRefusesAfterAFailedWrite(t *testing.T) {
+	w := &failingWriter{}
+	fw := frameWriter{w: w}
+	frame := func(b []byte) []byte { return appendFrame(b, func(b []byte) []byte { return append(b, 1) }) }
+	err := fw.send(frame)
+	if err == nil || errors.Is(err, errNotSent) {
+		t.Fatalf("first send: %v, want the write error", err)
+	}
+	err = fw.send(frame)
+	if !errors.Is(err, errNotSent) {
+		t.Fatalf("send after the failure: %v, want not sent", err)
+	}
+	if w.writes != 1 {
+		t.Fatalf("%d writes, want 1", w.writes)
+	}
+}
+
+// TestGarbledReplyFailsTheConnection: a peer that answers with a frame the
+// client cannot read (another version, or corrupt) leaves every request
+// on the connection with an unknown outcome, and the connection is
+// replaced.
+func TestGarbledReplyFailsTheConnection(t *testing.T) {
+	var mu sync.Mutex
+	dials := 0
+	cl := NewClient(func(ctx context.Context, addr string, h transport.Header) (net.Conn, error) {
+		ours, theirs := net.Pipe()
+		go func() {
+			defer theirs.Close()
+			br := bufio.NewReader(theirs)
+			if _, err := readFrame(br, nil); err != nil {
+				return
+			}
+			// A version-1 reply: no ID.
+			theirs.Write(appendFrame(nil, func(b []byte) []byte { return append(b, 1, codeOK, 0) }))
+			io.Copy(io.Discard, theirs)
+		}()
+		mu.Lock()
+		defer mu.Unlock()
+		dials++
+		return ours, nil
+	})
+	defer cl.Close()
+	for i := range 2 {
+		_, err := cl.Forward(context.Background(), "old", "old:1", router.Request{Op: router.GetInfo, Resource: "r"})
+		if !errors.Is(err, partition.ErrUnknownOutcome) || !errors.Is(err, ErrProtocol) {
+			t.Fatalf("request %d: %v, want an unknown outcome from a protocol error", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if dials != 2 {
+		t.Fatalf("%d dials, want a fresh connection after the garbled one", dials)
 	}
 }
