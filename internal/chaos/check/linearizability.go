@@ -123,11 +123,11 @@ func Linearizable(h chaos.History, opt Options) LinearizabilityReport {
 // quickly is hard to foresee — on real histories it was sometimes a
 // reduced one, sometimes only the whole — and it decides in milliseconds
 // or not in minutes. So search tries three versions in rounds of growing
-// time slices: without the unknown unlocks of owners never definitely
+// time slices: the whole history; without the unknown unlocks of owners never definitely
 // granted the lock (the releases implied for waiters that left, and
-// unlocks of grants nobody confirmed); without every unknown extend,
-// unlock and force-unlock; and the whole history. Ok from any version is
-// the answer; Illegal counts only from the whole history.
+// unlocks of grants nobody confirmed); and without every unknown extend,
+// unlock and force-unlock. Ok from any version is the answer; Illegal
+// counts only from the whole history.
 func search(model porcupine.Model, ops []chaos.Op, slack time.Duration, deadline time.Time) (porcupine.CheckResult, porcupine.LinearizationInfo) {
 	whole := toPorcupine(ops, slack)
 	if deadline.IsZero() {
@@ -144,7 +144,10 @@ func search(model porcupine.Model, ops []chaos.Op, slack time.Duration, deadline
 		func(o chaos.Op) bool { return !o.Definite && o.Kind == chaos.Unlock && !granted[o.Owner] },
 		func(o chaos.Op) bool { return !o.Definite && o.Kind != chaos.TryLock },
 	} {
-		if reduced := slices.DeleteFunc(slices.Clone(ops), drop); len(reduced) < len(ops) {
+		// Each version drops a superset of the one before, so the same
+		// length means the same ops.
+		reduced := slices.DeleteFunc(slices.Clone(ops), drop)
+		if len(reduced) < len(versions[len(versions)-1]) {
 			versions = append(versions, toPorcupine(reduced, slack))
 		}
 	}
@@ -155,8 +158,10 @@ func search(model porcupine.Model, ops []chaos.Op, slack time.Duration, deadline
 		res  = porcupine.Unknown
 		info porcupine.LinearizationInfo
 	)
+	// The whole history goes first in every round, so that an undecided
+	// lock always has its partial linearizations for the artifacts.
 	for slice := time.Second; ; slice *= 4 {
-		for i := len(versions) - 1; i >= 0; i-- {
+		for i := 0; i < len(versions); {
 			left := time.Until(deadline)
 			if left <= 0 {
 				return res, info
@@ -174,7 +179,9 @@ func search(model porcupine.Model, ops []chaos.Op, slack time.Duration, deadline
 				// Without those ops it is not linearizable; only the
 				// whole history can tell.
 				versions = slices.Delete(versions, i, i+1)
+				continue
 			}
+			i++
 		}
 	}
 }

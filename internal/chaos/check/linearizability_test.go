@@ -350,10 +350,10 @@ func TestLinearizableSearchTimeout(t *testing.T) {
 	}
 }
 
-// TestSearchSetsAsideUnknownReleases: dozens of unlocks and extends of
-// unknown outcome, pending from the start, multiply the orders porcupine
-// must try; the definite ops alone are linearizable, so the lock is decided
-// without them. A violation among the definite ops is still never passed.
+// TestSearchSetsAsideUnknownReleases: a lock whose definite ops are
+// linearizable passes however many unknown releases and extensions stay
+// pending; one whose definite ops show two holders at once never passes,
+// whichever version of it the search tries.
 func TestSearchSetsAsideUnknownReleases(t *testing.T) {
 	build := func(violate bool) []chaos.Op {
 		var ops []chaos.Op
@@ -376,15 +376,9 @@ func TestSearchSetsAsideUnknownReleases(t *testing.T) {
 		return sanitize(hist(ops...).Ops)
 	}
 	model := lockModel()
-
-	ops := build(false)
-	full := porcupine.CheckOperationsTimeout(model, toPorcupine(ops, 0), time.Second)
-	t.Logf("the whole history alone, in 1 s: %v", full)
-	start := time.Now()
-	if res, _ := search(model, ops, 0, time.Now().Add(20*time.Second)); res != porcupine.Ok {
-		t.Fatalf("search: %v after %v, want ok", res, time.Since(start))
+	if res, _ := search(model, build(false), 0, time.Now().Add(20*time.Second)); res != porcupine.Ok {
+		t.Fatalf("search: %v, want ok", res)
 	}
-
 	if res, _ := search(model, build(true), 0, time.Now().Add(2*time.Second)); res == porcupine.Ok {
 		t.Fatal("a history with two holders at once passed")
 	}
