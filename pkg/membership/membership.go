@@ -19,14 +19,15 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/kahuna-go/kahuna/pkg/logging"
+	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
 // Node states as the cluster status reports them.
 const (
-	StateAlive   = "alive"
-	StateSuspect = "suspect"
-	StateFailed  = "failed"
-	StateLeft    = "left"
+	StateAlive   = wire.NodeAlive
+	StateSuspect = wire.NodeSuspect
+	StateFailed  = wire.NodeFailed
+	StateLeft    = wire.NodeLeft
 )
 
 // Errors.

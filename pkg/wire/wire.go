@@ -154,8 +154,16 @@ type NodeStatus struct {
 	HTTPAddr   string `json:"httpAddr"`
 	RaftAddr   string `json:"raftAddr"`
 	GossipAddr string `json:"gossipAddr,omitempty"`
-	State      string `json:"state"`
+	State      string `json:"state"` // one of the Node* states
 }
+
+// Node states in the cluster status, as gossip sees the node.
+const (
+	NodeAlive   = "alive"
+	NodeSuspect = "suspect"
+	NodeFailed  = "failed"
+	NodeLeft    = "left"
+)
 
 // PartitionStatus describes one Raft group as this node sees it.
 type PartitionStatus struct {
