@@ -127,6 +127,13 @@ type Config struct {
 	// Jitter returns a number in [0, 1) for retry jitter; tests set it.
 	// Default: math/rand/v2.
 	Jitter func() float64
+	// NoLeaderRouting sends every request to the current endpoint and lets
+	// that node forward it. By default, with more than one endpoint, the
+	// client learns which node leads each partition (GET
+	// /v1/cluster/status) and sends lock requests straight there, saving
+	// the forwarding hop; only leaders whose advertised HTTP address is
+	// one of Endpoints are used.
+	NoLeaderRouting bool
 }
 
 // Client is safe for concurrent use.
@@ -137,6 +144,8 @@ type Client struct {
 	// current is the endpoint that answered last; requests start there.
 	current atomic.Uint32
 	owned   bool // the HTTP client is ours to close
+	// routes is nil with one endpoint or when routing is off.
+	routes *routing
 }
 
 // New returns a client. It does not contact the server.
@@ -174,6 +183,9 @@ func New(cfg Config) (*Client, error) {
 		cfg.Jitter = rand.Float64
 	}
 	c := &Client{cfg: cfg, endpoints: endpoints, http: cfg.HTTPClient}
+	if len(endpoints) > 1 && !cfg.NoLeaderRouting {
+		c.routes = newRouting(endpoints, time.Now)
+	}
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
@@ -185,6 +197,7 @@ func New(cfg Config) (*Client, error) {
 
 // Close releases idle connections.
 func (c *Client) Close() {
+	c.routes.close()
 	if c.owned {
 		c.http.CloseIdleConnections()
 	}
@@ -207,20 +220,26 @@ func NewOwner() string {
 
 // call posts one request and returns the first final answer: a node that
 // does not answer is skipped for the next, and "must retry" answers are
-// retried with jittered backoff until ctx ends (see withRetries). wait is
-// the server-side wait the request carries, added to the per-attempt
-// timeout.
-func (c *Client) call(ctx context.Context, path string, body any, wait time.Duration) (*wire.LockResponse, error) {
-	payload, err := json.Marshal(body)
+// retried with jittered backoff until ctx ends (see withRetries). The first
+// attempt goes to the resource's partition leader when the client knows
+// it. wait is the server-side wait the request carries, added to the
+// per-attempt timeout.
+func (c *Client) call(ctx context.Context, path string, req *wire.LockRequest, wait time.Duration) (*wire.LockResponse, error) {
+	payload, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("kahuna: encode request: %w", err)
 	}
+	first, leader := c.routes.lookup(*req.Resource)
 	var out *wire.LockResponse
-	err = c.withRetries(ctx, func(ctx context.Context, endpoint string) (bool, error) {
-		resp, err := c.post(ctx, endpoint+path, payload, wait)
+	err = c.withRetries(ctx, first, func(ctx context.Context, endpoint int) (bool, error) {
+		resp, err := c.post(ctx, c.endpoints[endpoint]+path, payload, wait)
 		if err != nil {
+			if ctx.Err() == nil {
+				c.routes.unreachable(endpoint)
+			}
 			return false, err
 		}
+		c.routes.answered(leader, resp.ServedFrom, c.statusFrom)
 		if resp.Type == wire.MustRetry {
 			return false, fmt.Errorf("%s answered must-retry: %s", resp.ServedFrom, resp.Error)
 		}

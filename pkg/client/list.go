@@ -46,8 +46,8 @@ func (c *Client) ListPage(ctx context.Context, opts ListOptions, cursor string) 
 	}
 	path := wire.PathList + "?" + q.Encode()
 	var out wire.ListResponse
-	err := c.withRetries(ctx, func(ctx context.Context, endpoint string) (bool, error) {
-		return c.getJSON(ctx, endpoint+path, &out)
+	err := c.withRetries(ctx, -1, func(ctx context.Context, endpoint int) (bool, error) {
+		return c.getJSON(ctx, c.endpoints[endpoint]+path, &out)
 	})
 	if err != nil {
 		return Page{}, err
@@ -110,8 +110,8 @@ type Status = wire.ClusterStatus
 // answers.
 func (c *Client) ClusterStatus(ctx context.Context) (*Status, error) {
 	var st Status
-	err := c.withRetries(ctx, func(ctx context.Context, endpoint string) (bool, error) {
-		return c.getJSON(ctx, endpoint+wire.PathClusterStatus, &st)
+	err := c.withRetries(ctx, -1, func(ctx context.Context, endpoint int) (bool, error) {
+		return c.getJSON(ctx, c.endpoints[endpoint]+wire.PathClusterStatus, &st)
 	})
 	if err != nil {
 		return nil, err
@@ -119,17 +119,30 @@ func (c *Client) ClusterStatus(ctx context.Context) (*Status, error) {
 	return &st, nil
 }
 
+// statusFrom reads the cluster status from one endpoint, once.
+func (c *Client) statusFrom(ctx context.Context, endpoint int) (*wire.ClusterStatus, error) {
+	var st Status
+	if _, err := c.getJSON(ctx, c.endpoints[endpoint]+wire.PathClusterStatus, &st); err != nil {
+		return nil, err // a must-retry answer comes as an error too
+	}
+	return &st, nil
+}
+
 // withRetries runs get against each endpoint in turn until one answers,
 // retrying rounds with backoff until ctx ends. get reports whether the
-// answer is final.
-func (c *Client) withRetries(ctx context.Context, get func(ctx context.Context, endpoint string) (bool, error)) error {
+// answer is final. The first round starts at endpoint first when it is not
+// negative, else at the endpoint that answered last.
+func (c *Client) withRetries(ctx context.Context, first int, get func(ctx context.Context, endpoint int) (bool, error)) error {
 	backoff := c.cfg.MinBackoff
 	var last error
 	for {
 		start := int(c.current.Load()) % len(c.endpoints)
+		if first >= 0 {
+			start, first = first, -1
+		}
 		for i := range c.endpoints {
 			idx := (start + i) % len(c.endpoints)
-			final, err := get(ctx, c.endpoints[idx])
+			final, err := get(ctx, idx)
 			if err == nil && final {
 				c.current.Store(uint32(idx))
 				return nil

@@ -1,0 +1,122 @@
+package client
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/leaders"
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// minRouteRefresh bounds how often the client re-reads the cluster status:
+// through an election every reply may show a forwarded request, and one
+// status read per half second is plenty to follow leadership.
+const minRouteRefresh = 500 * time.Millisecond
+
+// unreachableFor is how long the client stops routing to an endpoint that
+// failed to answer. A crashed machine may keep leading in the last status
+// until an election ends; meanwhile requests go the plain way, to the
+// endpoint that answered last, instead of each waiting on a dead one.
+const unreachableFor = 5 * time.Second
+
+// routing sends each lock request first to the endpoint of its partition's
+// leader, learnt from GET /v1/cluster/status. A request that goes elsewhere
+// is forwarded by the server, so routing only saves work: it never changes
+// an answer.
+type routing struct {
+	addrs []string // the client's endpoints as host:port
+	now   func() time.Time
+
+	table atomic.Pointer[leaders.Map]
+	// busy is set while a refresh runs; last is when the latest began
+	// (unix ns) and from the endpoint it asks next, round robin, so a
+	// node cut off from the cluster cannot keep the map stale.
+	busy atomic.Bool
+	last atomic.Int64
+	from atomic.Uint32
+	// downUntil holds, per endpoint, when routing to it may resume (unix ns).
+	downUntil []atomic.Int64
+
+	ctx    context.Context // ends with the client
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newRouting(endpoints []string, now func() time.Time) *routing {
+	addrs := make([]string, len(endpoints))
+	for i, e := range endpoints {
+		if u, err := url.Parse(e); err == nil {
+			addrs[i] = leaders.Addr(u)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &routing{addrs: addrs, now: now, ctx: ctx, cancel: cancel, downUntil: make([]atomic.Int64, len(endpoints))}
+}
+
+// lookup returns the endpoint to try first for resource and the node that
+// should answer from it; -1 and "" when the map has no route.
+func (r *routing) lookup(resource string) (int, string) {
+	if r == nil {
+		return -1, ""
+	}
+	e, node, ok := r.table.Load().Lookup(resource)
+	if !ok || r.now().UnixNano() < r.downUntil[e].Load() {
+		return -1, ""
+	}
+	return e, node
+}
+
+// unreachable is told that endpoint e did not answer.
+func (r *routing) unreachable(e int) {
+	if r == nil {
+		return
+	}
+	r.downUntil[e].Store(r.now().Add(unreachableFor).UnixNano())
+}
+
+// answered is told which node served a request routed to expect (""
+// when unrouted). A mismatch means leadership moved, or the map is
+// missing or has no route yet for a reachable leader: refresh it.
+func (r *routing) answered(expect, servedFrom string, fetch func(ctx context.Context, endpoint int) (*wire.ClusterStatus, error)) {
+	if r == nil || servedFrom == expect {
+		return
+	}
+	if expect == "" && r.table.Load() != nil && !r.table.Load().Knows(servedFrom) {
+		return // that leader is not among our endpoints; a refresh would not help
+	}
+	r.refresh(fetch)
+}
+
+// refresh re-reads the status in the background, at most once per
+// minRouteRefresh and one at a time.
+func (r *routing) refresh(fetch func(ctx context.Context, endpoint int) (*wire.ClusterStatus, error)) {
+	now := r.now().UnixNano()
+	if now-r.last.Load() < int64(minRouteRefresh) || !r.busy.CompareAndSwap(false, true) {
+		return
+	}
+	r.last.Store(now)
+	from := int(r.from.Add(1)-1) % len(r.addrs)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer r.busy.Store(false)
+		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+		defer cancel()
+		st, err := fetch(ctx, from)
+		if err != nil {
+			return // the next mismatch tries the next endpoint
+		}
+		r.table.Store(leaders.FromStatus(st, r.addrs))
+	}()
+}
+
+func (r *routing) close() {
+	if r == nil {
+		return
+	}
+	r.cancel()
+	r.wg.Wait()
+}

@@ -1,0 +1,109 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/placement"
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// silentListener accepts connections and never answers: a machine that
+// died without closing its sockets, as far as a client can tell.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, conn); conn.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestUnreachableLeaderIsSkippedForAWhile: the status still names a dead
+// node as partition 0's leader. The first request routed there waits out
+// its attempt and falls over to the live node; requests after it go
+// straight to the live node until the cool-down ends.
+func TestUnreachableLeaderIsSkippedForAWhile(t *testing.T) {
+	dead := silentListener(t)
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathClusterStatus {
+			host := r.Host
+			_ = json.NewEncoder(w).Encode(wire.ClusterStatus{Type: wire.Got, ServedFrom: "a",
+				Nodes: []wire.NodeStatus{
+					{ID: "a", HTTPAddr: host, State: wire.NodeAlive},
+					{ID: "b", HTTPAddr: dead, State: wire.NodeAlive},
+				},
+				Partitions: []wire.PartitionStatus{{ID: 0, Leader: "b"}, {ID: 1, Leader: "a"}},
+			})
+			return
+		}
+		fmt.Fprint(w, `{"type":5,"servedFrom":"a"}`)
+	}))
+	t.Cleanup(live.Close)
+
+	c, err := New(Config{Endpoints: []string{live.URL, "http://" + dead}, AttemptTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	c.routes.now = func() time.Time { return time.Unix(0, now.Load()) }
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resource := func(p int) *wire.LockRequest {
+		for i := 0; ; i++ {
+			if r := fmt.Sprintf("r-%d", i); placement.Partition(r, 2) == p {
+				return &wire.LockRequest{Resource: &r}
+			}
+		}
+	}
+	timed := func(p int) time.Duration {
+		t.Helper()
+		start := time.Now()
+		if _, err := c.call(ctx, wire.PathGetInfo, resource(p), 0); err != nil {
+			t.Fatalf("partition %d: %v", p, err)
+		}
+		return time.Since(start)
+	}
+
+	// The first reply (unrouted) makes the client read the status.
+	timed(1)
+	for deadline := time.Now().Add(5 * time.Second); c.routes.table.Load() == nil; {
+		if time.Now().After(deadline) {
+			t.Fatal("the client never read the cluster status")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if d := timed(0); d < 300*time.Millisecond {
+		t.Fatalf("the request routed to the dead leader took %v; it must have waited out its attempt there", d)
+	}
+	for range 5 {
+		if d := timed(0); d > 200*time.Millisecond {
+			t.Fatalf("a request during the cool-down took %v: it went to the dead endpoint again", d)
+		}
+	}
+	now.Add(int64(unreachableFor + time.Second))
+	if d := timed(0); d < 300*time.Millisecond {
+		t.Fatalf("after the cool-down the request took %v; routing to the named leader must resume", d)
+	}
+}
