@@ -63,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	seed := fs.Uint64("seed", def.Seed, "seed of the key choice; worker i uses (seed, i)")
 	format := fs.String("format", "text", "output format: text or json")
 	timeout := fs.Duration("timeout", def.Timeout, "per-request timeout")
+	route := fs.String("route", "endpoint", "where requests go: endpoint (worker i's endpoint, which forwards to the partition leader) or leader (each key's partition leader, as a leader-aware client does)")
 	readyTimeout := fs.Duration("ready-timeout", 10*time.Second, "how long to wait for GET /readyz to answer 200 on every endpoint")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kahuna-bench [flags]\n\nLoads Kahuna nodes with try-lock/try-unlock pairs and reports throughput and latency.\n\n")
@@ -89,6 +90,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if *format != "text" && *format != "json" {
 		return options{}, fmt.Errorf("-format %q: want text or json", *format)
 	}
+	if *route != "endpoint" && *route != "leader" {
+		return options{}, fmt.Errorf("-route %q: want endpoint or leader", *route)
+	}
 	if *readyTimeout <= 0 {
 		return options{}, errors.New("-ready-timeout must be positive")
 	}
@@ -107,6 +111,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		ExpiresMs:  *expiresMs,
 		Seed:       *seed,
 		Timeout:    *timeout,
+		// The map would send everything to the one node there is.
+		RouteToLeader: *route == "leader" && len(endpoints) > 1,
 	}
 	if err := opts.cfg.Validate(); err != nil {
 		return options{}, err

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kahuna-go/kahuna/internal/testcluster"
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
@@ -162,6 +163,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"-durability", "sometimes"},
+		{"-route", "nearest"},
 		{"-format", "xml"},
 		{"-workers", "0"},
 		{"-expires-ms", "0"},
@@ -180,6 +182,59 @@ func TestParseFlags(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"-h"}, io.Discard, io.Discard); code != exitOK {
 		t.Errorf("-h: exit %d", code)
+	}
+	if c.RouteToLeader {
+		t.Error("routing to leaders must be asked for")
+	}
+	for _, tc := range []struct {
+		endpoints string
+		want      bool
+	}{
+		{"http://x:1", false}, // nothing to choose from
+		{"http://x:1,http://y:2", true},
+	} {
+		opts, err := parseFlags([]string{"-route", "leader", "-endpoint", tc.endpoints}, io.Discard)
+		if err != nil || opts.cfg.RouteToLeader != tc.want {
+			t.Errorf("-route leader -endpoint %s: routing %v (%v), want %v", tc.endpoints, opts.cfg.RouteToLeader, err, tc.want)
+		}
+	}
+}
+
+// TestRunRoutedAgainstACluster drives a real three-node cluster with
+// -route leader: every request must go to its partition's leader, so each
+// endpoint serves exactly what was sent to it.
+func TestRunRoutedAgainstACluster(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Options{Nodes: 3})
+	var urls []string
+	for _, n := range tc.Nodes {
+		urls = append(urls, "http://"+n.HTTP)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{
+		"-endpoint", strings.Join(urls, ","), "-route", "leader", "-workers", "6", "-keys", "300",
+		"-duration", "300ms", "-warmup", "0s", "-format", "json",
+	}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	var results []struct {
+		Requests   uint64            `json:"requests"`
+		Routed     uint64            `json:"routed"`
+		Misrouted  uint64            `json:"misrouted"`
+		Endpoints  map[string]uint64 `json:"endpoints"`
+		ServedFrom map[string]uint64 `json:"servedFrom"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &results); err != nil || len(results) != 1 {
+		t.Fatalf("stdout is not one JSON result: %v\n%s", err, stdout.String())
+	}
+	r := results[0]
+	if r.Requests == 0 || r.Routed != r.Requests || r.Misrouted != 0 {
+		t.Fatalf("%d requests, %d routed, %d misrouted (leaders %v)", r.Requests, r.Routed, r.Misrouted, tc.Leaders())
+	}
+	for i, n := range tc.Nodes {
+		if sent, served := r.Endpoints[urls[i]], r.ServedFrom[n.ID]; sent == 0 || sent != served {
+			t.Errorf("%s: %d requests sent, %d served: every node leads one partition and must serve all it is sent", n.ID, sent, served)
+		}
 	}
 }
 

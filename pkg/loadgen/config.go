@@ -24,6 +24,11 @@ type Config struct {
 	Seed       uint64          // worker i draws keys from a source seeded with Seed and i
 	Owner      string          // owner prefix, the worker index is appended; empty picks one per process
 	Timeout    time.Duration   // per request and per dial; zero means 10 s
+	// RouteToLeader sends each key's requests to the node leading its
+	// partition (read from GET /v1/cluster/status, refreshed every
+	// second), as a leader-aware client does, instead of the worker's
+	// endpoint, so that no node forwards them.
+	RouteToLeader bool
 }
 
 // DefaultConfig returns the load tool's defaults.

@@ -46,8 +46,13 @@ type Result struct {
 	// TokenRegressions are grants whose token was lower than one the same
 	// worker was granted earlier for the same key: a server bug.
 	TokenRegressions uint64 `json:"tokenRegressions"`
-	FirstError       string `json:"firstError,omitempty"`
-	Interrupted      bool   `json:"interrupted,omitempty"`
+	// Routed counts Requests sent to the partition leader named by the
+	// run's leader map (Config.RouteToLeader); Misrouted of them were
+	// served by another node, so the map was behind.
+	Routed      uint64 `json:"routed,omitempty"`
+	Misrouted   uint64 `json:"misrouted,omitempty"`
+	FirstError  string `json:"firstError,omitempty"`
+	Interrupted bool   `json:"interrupted,omitempty"`
 }
 
 // LatencyUs holds request latencies in microseconds.
@@ -120,6 +125,12 @@ func WriteText(w io.Writer, results ...*Result) error {
 		}
 		if _, err := fmt.Fprintln(w, r.Durability+" servedFrom: "+formatServedFrom(r)); err != nil {
 			return fmt.Errorf("write servedFrom: %w", err)
+		}
+		if r.Routed > 0 {
+			if _, err := fmt.Fprintf(w, "%s routed: %d to their partition's leader, %d of them served by another node\n",
+				r.Durability, r.Routed, r.Misrouted); err != nil {
+				return fmt.Errorf("write routed: %w", err)
+			}
 		}
 	}
 	return nil

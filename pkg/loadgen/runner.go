@@ -40,12 +40,29 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		}
 		targets[i] = target{addr, host}
 	}
+	var routes *leaderRoutes
+	if cfg.RouteToLeader {
+		addrs := make([]string, len(targets))
+		for i, t := range targets {
+			addrs[i] = t.addr
+		}
+		var err error
+		if routes, err = newLeaderRoutes(ctx, cfg, addrs); err != nil {
+			return nil, err
+		}
+		log.Info("routing to partition leaders", "partitions", routes.table.Load().Partitions(),
+			"routed", routes.table.Load().Routed())
+	}
 	// Worker i sticks to one endpoint, so each keeps its connection alive
-	// and the nodes share the workers as evenly as the count allows.
+	// and the nodes share the workers as evenly as the count allows; when
+	// routing, that endpoint serves only keys the map has no leader for.
 	workers := make([]*worker, cfg.Workers)
 	for i := range workers {
-		e := i % len(targets)
-		w, err := newWorker(cfg, i, e, NewClient(targets[e].addr, targets[e].host, cfg.Timeout))
+		clients := make([]*Client, len(targets))
+		for e, t := range targets {
+			clients[e] = NewClient(t.addr, t.host, cfg.Timeout)
+		}
+		w, err := newWorker(cfg, i, i%len(targets), clients, routes)
 		if err != nil {
 			return nil, err
 		}
@@ -64,6 +81,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		case <-done:
 		}
 	}()
+	if routes != nil {
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go routes.follow(fctx, routeRefresh, log)
+	}
 
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
@@ -81,7 +103,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	wg.Wait()
 	elapsed := max(time.Since(measureFrom), 0)
 	for _, w := range workers {
-		w.client.Close()
+		for _, c := range w.clients {
+			c.Close()
+		}
 	}
 
 	res := merge(cfg, workers, elapsed)
@@ -103,7 +127,9 @@ func merge(cfg Config, workers []*worker, elapsed time.Duration) *Result {
 	for _, w := range workers {
 		hist.Merge(w.hist)
 		total.add(&w.stats)
-		endpoints[cfg.Endpoints[w.endpoint]] += w.stats.requests
+	}
+	for i, n := range total.perEndpoint {
+		endpoints[cfg.Endpoints[i]] += n
 	}
 	res := &Result{
 		Durability:        cfg.Durability.String(),
@@ -120,6 +146,8 @@ func merge(cfg Config, workers []*worker, elapsed time.Duration) *Result {
 		BadReplies:        total.badReplies,
 		BadTokens:         total.badTokens,
 		TokenRegressions:  total.regressions,
+		Routed:            total.routed,
+		Misrouted:         total.misrouted,
 		FirstError:        total.firstError,
 	}
 	if elapsed > 0 {

@@ -29,6 +29,11 @@ type stats struct {
 	maxUs       int64
 	firstError  string
 	served      servedTally
+	// perEndpoint counts requests by the index of the endpoint sent to.
+	perEndpoint []uint64
+	// routed requests went to the leader the map named; misrouted ones
+	// of them were served by another node (the map was behind).
+	routed, misrouted uint64
 }
 
 func (s *stats) add(o *stats) {
@@ -45,6 +50,14 @@ func (s *stats) add(o *stats) {
 	s.regressions += o.regressions
 	s.maxUs = max(s.maxUs, o.maxUs)
 	s.served.add(&o.served)
+	if s.perEndpoint == nil {
+		s.perEndpoint = make([]uint64, len(o.perEndpoint))
+	}
+	for i, n := range o.perEndpoint {
+		s.perEndpoint[i] += n
+	}
+	s.routed += o.routed
+	s.misrouted += o.misrouted
 	if s.firstError == "" {
 		s.firstError = o.firstError
 	}
@@ -82,11 +95,12 @@ func (s *stats) outcomeMap() map[string]uint64 {
 	return m
 }
 
-// worker owns one connection, one random source and one histogram, so the
+// worker owns its connections, one random source and one histogram, so the
 // hot loop shares nothing with other workers.
 type worker struct {
-	client     *Client
-	endpoint   int // index into Config.Endpoints of the node client talks to
+	clients    []*Client     // one per endpoint, dialed on first use
+	endpoint   int           // index into Config.Endpoints of the node this worker talks to
+	routes     *leaderRoutes // when set, each key goes to its partition's leader instead
 	rng        *rand.Rand
 	keys       int
 	head       []byte // {"resource":"<prefix>
@@ -98,7 +112,7 @@ type worker struct {
 	stats      stats
 }
 
-func newWorker(cfg Config, index int, endpoint int, client *Client) (*worker, error) {
+func newWorker(cfg Config, index int, endpoint int, clients []*Client, routes *leaderRoutes) (*worker, error) {
 	prefix, err := jsonString(cfg.KeyPrefix)
 	if err != nil {
 		return nil, err
@@ -113,8 +127,9 @@ func newWorker(cfg Config, index int, endpoint int, client *Client) (*worker, er
 	}
 	d := int(cfg.Durability)
 	return &worker{
-		client:     client,
+		clients:    clients,
 		endpoint:   endpoint,
+		routes:     routes,
 		rng:        rand.New(rand.NewPCG(cfg.Seed, uint64(index))),
 		keys:       cfg.Keys,
 		head:       []byte(`{"resource":"` + prefix),
@@ -122,6 +137,7 @@ func newWorker(cfg Config, index int, endpoint int, client *Client) (*worker, er
 		unlockTail: fmt.Appendf(nil, `","owner":"%s","durability":%d}`, owner, d),
 		lastToken:  lastToken,
 		hist:       newHistogram(),
+		stats:      stats{perEndpoint: make([]uint64, len(clients))},
 	}, nil
 }
 
@@ -145,8 +161,14 @@ func (w *worker) run(stop *atomic.Bool, measureFrom, stopAt time.Time) {
 		// unlocks pair up across the edges of the measured period.
 		measured := !start.Before(measureFrom)
 		key := w.rng.IntN(w.keys)
+		to := target{endpoint: w.endpoint}
+		if w.routes != nil {
+			if e, node, ok := w.routes.lookup(key); ok {
+				to = target{endpoint: e, leader: node}
+			}
+		}
 		w.body = w.appendBody(w.body[:0], key, w.lockTail)
-		rep, ok := w.do(wire.PathTryLock, start, measured)
+		rep, ok := w.do(to, wire.PathTryLock, start, measured)
 		if !ok {
 			backoff = pause(backoff)
 			continue
@@ -157,7 +179,7 @@ func (w *worker) run(stop *atomic.Bool, measureFrom, stopAt time.Time) {
 		}
 		w.checkToken(key, rep, measured)
 		w.body = w.appendBody(w.body[:0], key, w.unlockTail)
-		if _, ok := w.do(wire.PathTryUnlock, time.Now(), measured); !ok {
+		if _, ok := w.do(to, wire.PathTryUnlock, time.Now(), measured); !ok {
 			backoff = pause(backoff)
 		}
 	}
@@ -169,10 +191,17 @@ func (w *worker) appendBody(dst []byte, key int, tail []byte) []byte {
 	return append(dst, tail...)
 }
 
+// target is where a request goes: an endpoint, and the leader expected to
+// serve it there when the request was routed ("" otherwise).
+type target struct {
+	endpoint int
+	leader   string
+}
+
 // do sends one request and records it if measured. ok is false only on a
 // transport error; a reply without a type comes back with Type -1.
-func (w *worker) do(path string, start time.Time, measured bool) (rep Reply, ok bool) {
-	resp, err := w.client.Post(path, w.body)
+func (w *worker) do(to target, path string, start time.Time, measured bool) (rep Reply, ok bool) {
+	resp, err := w.clients[to.endpoint].Post(path, w.body)
 	if err != nil {
 		if measured {
 			w.stats.errors++
@@ -195,7 +224,14 @@ func (w *worker) do(path string, start time.Time, measured bool) (rep Reply, ok 
 		return rep, true
 	}
 	w.stats.requests++
+	w.stats.perEndpoint[to.endpoint]++
 	w.stats.served.count(servedFrom, 1)
+	if to.leader != "" {
+		w.stats.routed++
+		if string(servedFrom) != to.leader { // compiles to a compare, no copy
+			w.stats.misrouted++
+		}
+	}
 	w.stats.maxUs = max(w.stats.maxUs, us)
 	_ = w.hist.RecordValue(min(max(us, histMinUs), histMaxUs))
 	if err != nil {
