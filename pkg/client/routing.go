@@ -42,6 +42,8 @@ type routing struct {
 
 	ctx    context.Context // ends with the client
 	cancel context.CancelFunc
+	mu     sync.Mutex // orders starting a refresh against close
+	closed bool
 	wg     sync.WaitGroup
 }
 
@@ -99,6 +101,12 @@ func (r *routing) refresh(fetch func(ctx context.Context, endpoint int) (*wire.C
 	}
 	r.last.Store(now)
 	from := int(r.from.Add(1)-1) % len(r.addrs)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		r.busy.Store(false)
+		return
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -117,6 +125,9 @@ func (r *routing) close() {
 	if r == nil {
 		return
 	}
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
 }
