@@ -101,6 +101,10 @@ type Config struct {
 	MaxInflight int
 	// ApplyTimeout bounds how long a write waits to enter Raft.
 	ApplyTimeout time.Duration
+	// BatchLinger is the longest a batch waits to fill up to the size of
+	// the one before it (and never more than half that one's time in
+	// Raft). Zero means 2 ms; negative turns the wait off.
+	BatchLinger time.Duration
 
 	// Tick is how often a leader reclaims expired locks and records its
 	// time in the log.
@@ -138,6 +142,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 5 * time.Second
+	}
+	if c.BatchLinger == 0 {
+		c.BatchLinger = 2 * time.Millisecond
 	}
 	if c.Tick == 0 {
 		c.Tick = time.Second

@@ -23,6 +23,8 @@ type proposer struct {
 	clock    func() *term
 	maxBatch int
 	timeout  time.Duration
+	// linger is the longest a batch is held back to fill (see gather).
+	linger time.Duration
 
 	mu       sync.Mutex
 	queue    []*call
@@ -32,8 +34,12 @@ type proposer struct {
 	wg       sync.WaitGroup // the run loop
 	// flying holds the batches in Raft.
 	flying map[flightKey]*flight
-	// seq numbers this proposer's batches; only the run loop touches it.
-	seq uint64
+	// seq numbers this proposer's batches and lastBatch is the size of the
+	// latest; only the run loop touches them.
+	seq       uint64
+	lastBatch int
+	// lastFlight is how long the latest batch to land spent in Raft, ns.
+	lastFlight atomic.Int64
 	// stats, read by Status and tests
 	batches, commands uint64
 	// lastStamp is the Now of the last batch sent, unix ms.
@@ -52,12 +58,13 @@ type applier interface {
 	Apply(cmd []byte, timeout time.Duration) raft.ApplyFuture
 }
 
-func newProposer(r applier, clock func() *term, maxBatch, maxInflight int, timeout time.Duration) *proposer {
+func newProposer(r applier, clock func() *term, maxBatch, maxInflight int, timeout, linger time.Duration) *proposer {
 	p := &proposer{
 		raft:     r,
 		clock:    clock,
 		maxBatch: maxBatch,
 		timeout:  timeout,
+		linger:   linger,
 		wake:     make(chan struct{}, 1),
 		inflight: make(chan struct{}, maxInflight),
 		stop:     make(chan struct{}),
@@ -97,6 +104,7 @@ func (p *proposer) take() []*call {
 	if n == 0 {
 		return nil
 	}
+	p.lastBatch = n
 	batch := p.queue[:n:n]
 	p.queue = p.queue[n:]
 	if len(p.queue) == 0 {
@@ -123,12 +131,52 @@ func (p *proposer) run() {
 				p.failQueued(ErrClosed)
 				return
 			}
+			p.gather()
 			batch := p.take()
 			if batch == nil {
 				<-p.inflight
 				break
 			}
 			p.send(batch)
+		}
+	}
+}
+
+// gather holds the next batch back while fewer commands are queued than
+// the last batch carried: for at most half the time the last batch spent in
+// Raft, and never longer than p.linger. Under load the callers of one batch
+// are answered together and come back within a moment of each other;
+// without the wait the first few back would go out as a small entry of
+// their own and the rest would queue behind it. Every entry costs a log
+// write on each voter, so fewer, fuller entries carry more commands per
+// second. A caller alone (a last batch of one) never waits, and the wait is
+// small next to the commit it joins.
+func (p *proposer) gather() {
+	if p.linger <= 0 || p.lastBatch < 2 {
+		return
+	}
+	wait := min(p.linger, time.Duration(p.lastFlight.Load())/2)
+	if wait <= 0 {
+		return
+	}
+	var timer *time.Timer
+	for {
+		p.mu.Lock()
+		n := len(p.queue)
+		p.mu.Unlock()
+		if n == 0 || n >= p.lastBatch {
+			return // nothing to hold back, or full
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+		}
+		select {
+		case <-p.wake:
+		case <-timer.C:
+			return
+		case <-p.stop:
+			return
 		}
 	}
 }
@@ -149,7 +197,7 @@ func (p *proposer) send(batch []*call) {
 	p.lastStamp.Store(now)
 	p.seq++ // from 1: batches sent outside the proposer carry 0
 	key := flightKey{term: t.number, seq: p.seq}
-	fl := &flight{calls: batch}
+	fl := &flight{calls: batch, sent: time.Now()}
 	// Registered before Raft sees the batch, so applied can find it.
 	p.mu.Lock()
 	p.batches++
@@ -173,6 +221,7 @@ type flightKey struct{ term, seq uint64 }
 // make sure callers hear one answer and the in-flight slot is freed once.
 type flight struct {
 	calls []*call
+	sent  time.Time
 	once  sync.Once
 	slot  sync.Once
 }
@@ -187,7 +236,10 @@ func (p *proposer) land(key flightKey, fl *flight, res []fsm.Result, err error) 
 	delete(p.flying, key)
 	p.mu.Unlock()
 	fl.finish(res, err)
-	fl.slot.Do(func() { <-p.inflight })
+	fl.slot.Do(func() {
+		p.lastFlight.Store(int64(time.Since(fl.sent)))
+		<-p.inflight
+	})
 }
 
 // applied is told of every batch the FSM applies. If it is one of this
