@@ -261,3 +261,35 @@ func TestNoEphemeralGrantsWhileHandingOver(t *testing.T) {
 		t.Fatalf("after a failed transfer: %+v %v", r, err)
 	}
 }
+
+// TestReadsProveLeadershipThroughTheLog: with peers, a persistent read
+// commits a barrier, an entry a quorum accepts after the read arrived
+// (VerifyLeader would also count replies to heartbeats sent before it); a
+// sole voter, which no election can depose, reads without writing.
+func TestReadsProveLeadershipThroughTheLog(t *testing.T) {
+	for _, size := range []int{1, 3} {
+		c := startCluster(t, size, 1)
+		g := c.leaderOf(0).set.Group(0)
+		before := g.raft.LastIndex()
+		if _, err := g.Get(context.Background(), Persistent, "r"); err != nil {
+			t.Fatalf("%d nodes: read: %v", size, err)
+		}
+		barriers := 0
+		for i := before + 1; i <= g.raft.LastIndex(); i++ {
+			var l raft.Log
+			if err := g.logs.GetLog(i, &l); err != nil {
+				t.Fatalf("%d nodes: log entry %d: %v", size, i, err)
+			}
+			if l.Type == raft.LogBarrier {
+				barriers++
+			}
+		}
+		want := 1 // with peers
+		if size == 1 {
+			want = 0
+		}
+		if barriers != want {
+			t.Errorf("%d nodes: the read wrote %d barriers, want %d", size, barriers, want)
+		}
+	}
+}

@@ -144,7 +144,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: start raft: %w", id, err)
 	}
-	g.verify = &verifier{raft: g.raft}
+	g.verify = &verifier{raft: g.raft, timeout: cfg.ApplyTimeout}
 	g.prop = newProposer(g.raft, g.term, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout, cfg.BatchLinger)
 	g.propReady.Store(g.prop)
 	g.observer = raft.NewObserver(g.observeCh, false, func(o *raft.Observation) bool {
@@ -277,9 +277,18 @@ func (g *Group) Close() error {
 
 // Voters returns the IDs and addresses of the group's voters.
 func (g *Group) Voters() (map[string]string, error) {
-	f := g.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	out, err := voters(g.raft)
+	if err != nil {
 		return nil, fmt.Errorf("partition %d: read configuration: %w", g.id, err)
+	}
+	return out, nil
+}
+
+// voters maps the IDs of r's voters to their addresses.
+func voters(r *raft.Raft) (map[string]string, error) {
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
 	}
 	out := map[string]string{}
 	for _, srv := range f.Configuration().Servers {
