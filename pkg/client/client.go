@@ -5,7 +5,9 @@
 // one stops answering, and it retries answers that mean "try again" (a
 // leader election, an unknown outcome) with jittered backoff for as long as
 // the caller's context allows. Lock operations are idempotent for the same
-// owner, which is what makes those retries safe.
+// owner, which is what makes those retries safe. Given several endpoints,
+// it sends each lock request straight to its partition's leader, saving the
+// hop a node would take to forward it (see Config.NoLeaderRouting).
 //
 //	c, err := client.New(client.Config{Endpoints: []string{"http://10.0.0.1:8082", "http://10.0.0.2:8082"}})
 //	lock, err := c.Lock(ctx, "db-migration", client.WithLease(time.Minute))
