@@ -58,17 +58,23 @@ func (fc *fakeCluster) setLeaders(leaders ...string) {
 	fc.status.Store(st)
 }
 
+// routedConfig is a short routed run over the three nodes.
+func (fc *fakeCluster) routedConfig() Config {
+	cfg := testConfig(fc.urls[0])
+	cfg.Endpoints = fc.urls
+	cfg.Workers = 6
+	cfg.Keys = 200
+	cfg.RouteToLeader = true
+	return cfg
+}
+
 // TestRunRoutesEachKeyToItsLeader checks that a routed run sends every key
 // whose partition leader is one of the endpoints to that endpoint only,
 // and keys of other partitions to the worker's own endpoint.
 func TestRunRoutesEachKeyToItsLeader(t *testing.T) {
 	fc := startFakeCluster(t)
 	fc.setLeaders("c", "a", "b", "d")
-	cfg := testConfig(fc.urls[0])
-	cfg.Endpoints = fc.urls
-	cfg.Workers = 6
-	cfg.Keys = 200
-	cfg.RouteToLeader = true
+	cfg := fc.routedConfig()
 	res, err := Run(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -105,12 +111,7 @@ func TestRunCountsMisroutedRequests(t *testing.T) {
 	fc := startFakeCluster(t)
 	fc.setLeaders("a", "b", "c")
 	fc.nodes[2].served = `,"servedFrom":"a"`
-	cfg := testConfig(fc.urls[0])
-	cfg.Endpoints = fc.urls
-	cfg.Workers = 6
-	cfg.Keys = 200
-	cfg.RouteToLeader = true
-	res, err := Run(context.Background(), cfg, nil)
+	res, err := Run(context.Background(), fc.routedConfig(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
