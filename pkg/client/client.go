@@ -234,6 +234,9 @@ func (c *Client) call(ctx context.Context, path string, req *wire.LockRequest, w
 	first, leader := c.routes.lookup(*req.Resource)
 	var out *wire.LockResponse
 	err = c.withRetries(ctx, first, func(ctx context.Context, endpoint int) (bool, error) {
+		if endpoint == first {
+			defer c.routes.watch(endpoint, wait)()
+		}
 		resp, err := c.post(ctx, c.endpoints[endpoint]+path, payload, wait)
 		if err != nil {
 			if ctx.Err() == nil {

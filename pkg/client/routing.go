@@ -22,6 +22,14 @@ const minRouteRefresh = 500 * time.Millisecond
 // endpoint that answered last, instead of each waiting on a dead one.
 const unreachableFor = 5 * time.Second
 
+// overdueAfter is how long past its server-side wait a routed attempt may
+// go unanswered before its endpoint counts as unreachable for the requests
+// that follow. A healthy leader answers in milliseconds (at most ~3 s while
+// its partition has no leader); a machine that died without closing its
+// sockets never does, and the attempt itself only gives up after
+// Config.AttemptTimeout.
+const overdueAfter = 2 * time.Second
+
 // routing sends each lock request first to the endpoint of its partition's
 // leader, learnt from GET /v1/cluster/status. A request that goes elsewhere
 // is forwarded by the server, so routing only saves work: it never changes
@@ -39,6 +47,7 @@ type routing struct {
 	from atomic.Uint32
 	// downUntil holds, per endpoint, when routing to it may resume (unix ns).
 	downUntil []atomic.Int64
+	overdue   time.Duration // overdueAfter; tests shorten it
 
 	ctx    context.Context // ends with the client
 	cancel context.CancelFunc
@@ -55,7 +64,8 @@ func newRouting(endpoints []string, now func() time.Time) *routing {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &routing{addrs: addrs, now: now, ctx: ctx, cancel: cancel, downUntil: make([]atomic.Int64, len(endpoints))}
+	return &routing{addrs: addrs, now: now, ctx: ctx, cancel: cancel,
+		downUntil: make([]atomic.Int64, len(endpoints)), overdue: overdueAfter}
 }
 
 // lookup returns the endpoint to try first for resource and the node that
@@ -79,15 +89,24 @@ func (r *routing) unreachable(e int) {
 	r.downUntil[e].Store(r.now().Add(unreachableFor).UnixNano())
 }
 
+// watch marks endpoint e unreachable if the routed attempt it is about to
+// get, which carries a server-side wait, is still unanswered overdue after
+// it; call the returned func when the attempt ends.
+func (r *routing) watch(e int, wait time.Duration) (done func() bool) {
+	return time.AfterFunc(wait+r.overdue, func() { r.unreachable(e) }).Stop
+}
+
 // answered is told which node served a request routed to expect (""
 // when unrouted). A mismatch means leadership moved, or the map is
-// missing or has no route yet for a reachable leader: refresh it.
+// missing or behind: refresh it — unless the request was unrouted because
+// its leader is known to live at an address we were not given, where a
+// refresh would change nothing.
 func (r *routing) answered(expect, servedFrom string, fetch func(ctx context.Context, endpoint int) (*wire.ClusterStatus, error)) {
 	if r == nil || servedFrom == expect {
 		return
 	}
-	if expect == "" && r.table.Load() != nil && !r.table.Load().Knows(servedFrom) {
-		return // that leader is not among our endpoints; a refresh would not help
+	if expect == "" && r.table.Load().Elsewhere(servedFrom) {
+		return
 	}
 	r.refresh(fetch)
 }

@@ -88,12 +88,7 @@ func TestUnreachableLeaderIsSkippedForAWhile(t *testing.T) {
 
 	// The first reply (unrouted) makes the client read the status.
 	timed(1)
-	for deadline := time.Now().Add(5 * time.Second); c.routes.table.Load() == nil; {
-		if time.Now().After(deadline) {
-			t.Fatal("the client never read the cluster status")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitUntil(t, "the client reads the cluster status", func() bool { return c.routes.table.Load() != nil })
 	if d := timed(0); d < 300*time.Millisecond {
 		t.Fatalf("the request routed to the dead leader took %v; it must have waited out its attempt there", d)
 	}
@@ -121,5 +116,128 @@ func TestNoRefreshAfterClose(t *testing.T) {
 	r.wg.Wait()
 	if fetched.Load() {
 		t.Fatal("a refresh ran after close")
+	}
+}
+
+// TestMapFromACutOffNodeIsReplaced: the first status came from a node cut
+// off from the others (it saw them suspect and knew no leader), so the map
+// routes nothing. Replies served by the real leader must still bring a
+// fresh status, or routing would stay off for good.
+func TestMapFromACutOffNodeIsReplaced(t *testing.T) {
+	var status atomic.Pointer[wire.ClusterStatus]
+	var addrs [2]string
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathClusterStatus {
+			_ = json.NewEncoder(w).Encode(status.Load())
+			return
+		}
+		fmt.Fprint(w, `{"type":5,"servedFrom":"b"}`) // b leads; a forwards to it
+	})
+	for i := range addrs {
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		addrs[i] = srv.Listener.Addr().String()
+	}
+	cutOff := &wire.ClusterStatus{Type: wire.Got, ServedFrom: "a",
+		Nodes: []wire.NodeStatus{
+			{ID: "a", HTTPAddr: addrs[0], State: wire.NodeAlive},
+			{ID: "b", HTTPAddr: addrs[1], State: wire.NodeSuspect},
+		},
+		Partitions: []wire.PartitionStatus{{ID: 0}},
+	}
+	status.Store(cutOff)
+
+	c, err := New(Config{Endpoints: []string{"http://" + addrs[0], "http://" + addrs[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	c.routes.now = func() time.Time { return time.Unix(0, now.Load()) }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res := "r"
+	read := func() {
+		t.Helper()
+		if _, err := c.call(ctx, wire.PathGetInfo, &wire.LockRequest{Resource: &res}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	read()
+	waitUntil(t, "the cut-off node's map is read", func() bool { return c.routes.table.Load() != nil })
+	if e, _ := c.routes.lookup(res); e >= 0 {
+		t.Fatalf("a map without leaders routes to endpoint %d", e)
+	}
+	// Healed: b leads and everyone sees it.
+	healed := *cutOff
+	healed.Nodes = []wire.NodeStatus{
+		{ID: "a", HTTPAddr: addrs[0], State: wire.NodeAlive},
+		{ID: "b", HTTPAddr: addrs[1], State: wire.NodeAlive},
+	}
+	healed.Partitions = []wire.PartitionStatus{{ID: 0, Leader: "b"}}
+	status.Store(&healed)
+	now.Add(int64(minRouteRefresh))
+	read()
+	waitUntil(t, "requests routed to b", func() bool {
+		e, node := c.routes.lookup(res)
+		return e == 1 && node == "b"
+	})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+// TestOverdueRoutedAttemptStopsRoutingThere: a routed attempt to a leader
+// that died silently hangs until its own timeout, but once it is overdue
+// the requests after it no longer go there.
+func TestOverdueRoutedAttemptStopsRoutingThere(t *testing.T) {
+	dead := silentListener(t)
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathClusterStatus {
+			_ = json.NewEncoder(w).Encode(wire.ClusterStatus{Type: wire.Got, ServedFrom: "a",
+				Nodes: []wire.NodeStatus{
+					{ID: "a", HTTPAddr: r.Host, State: wire.NodeAlive},
+					{ID: "b", HTTPAddr: dead, State: wire.NodeAlive},
+				},
+				Partitions: []wire.PartitionStatus{{ID: 0, Leader: "b"}},
+			})
+			return
+		}
+		fmt.Fprint(w, `{"type":5,"servedFrom":"a"}`)
+	}))
+	t.Cleanup(live.Close)
+	c, err := New(Config{Endpoints: []string{live.URL, "http://" + dead}, AttemptTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	c.routes.overdue = 100 * time.Millisecond
+	res := "r"
+	call := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, err := c.call(ctx, wire.PathGetInfo, &wire.LockRequest{Resource: &res}, 0)
+		return err
+	}
+	if err := call(5 * time.Second); err != nil { // unrouted; brings the map
+		t.Fatal(err)
+	}
+	waitUntil(t, "the map routes to b", func() bool { e, _ := c.routes.lookup(res); return e == 1 })
+	// Routed to the silent b: the caller's deadline ends it, not an error
+	// from b, so only the overdue watch can tell that b does not answer.
+	if err := call(time.Second); err == nil {
+		t.Fatal("a request routed to a silent leader succeeded")
+	}
+	start := time.Now()
+	if err := call(5 * time.Second); err != nil || time.Since(start) > time.Second {
+		t.Fatalf("the next request took %v (%v): it went to the silent endpoint again", time.Since(start), err)
 	}
 }

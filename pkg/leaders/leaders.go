@@ -11,6 +11,7 @@ package leaders
 import (
 	"net"
 	"net/url"
+	"slices"
 
 	"github.com/kahuna-go/kahuna/pkg/placement"
 	"github.com/kahuna-go/kahuna/pkg/wire"
@@ -24,6 +25,8 @@ type Map struct {
 	node []string
 	// nodes whose HTTP address is one of the client's endpoints
 	reachable map[string]int
+	// live nodes that advertise an address the client was not given
+	elsewhere map[string]bool
 }
 
 // FromStatus builds a map from a cluster status reply. addrs are the
@@ -34,19 +37,20 @@ type Map struct {
 // the client cannot know.
 func FromStatus(st *wire.ClusterStatus, addrs []string) *Map {
 	byNode := make(map[string]int, len(st.Nodes))
+	elsewhere := make(map[string]bool)
 	for _, n := range st.Nodes {
 		if n.State != wire.NodeAlive {
 			continue // suspect, failed or left: it may not answer
 		}
-		for i, a := range addrs {
-			if n.HTTPAddr != "" && n.HTTPAddr == a {
-				byNode[n.ID] = i
-				break
-			}
+		i := slices.Index(addrs, n.HTTPAddr)
+		if n.HTTPAddr == "" || i < 0 {
+			elsewhere[n.ID] = true
+			continue
 		}
+		byNode[n.ID] = i
 	}
 	n := len(st.Partitions)
-	m := &Map{endpoint: make([]int, n), node: make([]string, n), reachable: byNode}
+	m := &Map{endpoint: make([]int, n), node: make([]string, n), reachable: byNode, elsewhere: elsewhere}
 	for i := range m.endpoint {
 		m.endpoint[i] = -1
 	}
@@ -80,15 +84,13 @@ func (m *Map) ForPartition(p int) (endpoint int, node string, ok bool) {
 	return m.endpoint[p], m.node[p], true
 }
 
-// Knows reports whether node is reachable through one of the client's
-// endpoints; a request served by such a node while the map had no route
-// for it means the map is behind.
-func (m *Map) Knows(node string) bool {
-	if m == nil {
-		return false
-	}
-	_, ok := m.reachable[node]
-	return ok
+// Elsewhere reports whether the status listed node as alive at an HTTP
+// address the client was not given. A request it served unrouted says
+// nothing new; one served by any other node the map has no route to means
+// the map is behind (the status came from a node that was cut off, say, or
+// before that node was elected).
+func (m *Map) Elsewhere(node string) bool {
+	return m != nil && m.elsewhere[node]
 }
 
 // Routed returns how many partitions have a route.

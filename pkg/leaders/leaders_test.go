@@ -55,8 +55,8 @@ func TestRoutesOnlyToLeadersAmongTheEndpoints(t *testing.T) {
 	if m.Routed() != 2 || m.Partitions() != 5 {
 		t.Errorf("Routed %d of %d, want 2 of 5", m.Routed(), m.Partitions())
 	}
-	if !m.Knows("n1") || !m.Knows("n2") || m.Knows("n3") || m.Knows("n4") || m.Knows("") {
-		t.Error("Knows must hold exactly for live nodes with an endpoint")
+	if !m.Elsewhere("n3") || m.Elsewhere("n1") || m.Elsewhere("n2") || m.Elsewhere("n4") || m.Elsewhere("n9") {
+		t.Error("Elsewhere must hold exactly for live nodes without an endpoint")
 	}
 }
 

@@ -144,7 +144,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: start raft: %w", id, err)
 	}
-	g.verify = &verifier{raft: g.raft, timeout: cfg.ApplyTimeout}
+	g.verify = &verifier{raft: g.raft, self: cfg.NodeID, timeout: cfg.ApplyTimeout}
 	g.prop = newProposer(g.raft, g.term, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout, cfg.BatchLinger)
 	g.propReady.Store(g.prop)
 	g.observer = raft.NewObserver(g.observeCh, false, func(o *raft.Observation) bool {

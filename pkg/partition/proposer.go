@@ -131,7 +131,10 @@ func (p *proposer) run() {
 				p.failQueued(ErrClosed)
 				return
 			}
-			p.gather()
+			if !p.gather() {
+				p.failQueued(ErrClosed)
+				return
+			}
 			batch := p.take()
 			if batch == nil {
 				<-p.inflight
@@ -151,13 +154,14 @@ func (p *proposer) run() {
 // write on each voter, so fewer, fuller entries carry more commands per
 // second. A caller alone (a last batch of one) never waits, and the wait is
 // small next to the commit it joins.
-func (p *proposer) gather() {
+// It reports false if the proposer stopped meanwhile.
+func (p *proposer) gather() bool {
 	if p.linger <= 0 || p.lastBatch < 2 {
-		return
+		return true
 	}
 	wait := min(p.linger, time.Duration(p.lastFlight.Load())/2)
 	if wait <= 0 {
-		return
+		return true
 	}
 	var timer *time.Timer
 	for {
@@ -165,7 +169,7 @@ func (p *proposer) gather() {
 		n := len(p.queue)
 		p.mu.Unlock()
 		if n == 0 || n >= p.lastBatch {
-			return // nothing to hold back, or full
+			return true // nothing to hold back, or full
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -174,9 +178,9 @@ func (p *proposer) gather() {
 		select {
 		case <-p.wake:
 		case <-timer.C:
-			return
+			return true
 		case <-p.stop:
-			return
+			return false
 		}
 	}
 }

@@ -199,3 +199,28 @@ func TestLoneCallerNeverWaits(t *testing.T) {
 		t.Fatalf("batches %v, want five of 1", got)
 	}
 }
+
+// TestCloseDuringTheWaitFailsQueuedCallsAsClosed: commands held back to
+// fill a batch never reached Raft, so closing answers them ErrClosed (they
+// did not happen), not an unknown outcome.
+func TestCloseDuringTheWaitFailsQueuedCallsAsClosed(t *testing.T) {
+	r := &countingRaft{}
+	p := lingering(t, r, 10*time.Second, 5, 20*time.Second) // would wait 10 s
+	errs := make(chan error, 1)
+	go func() {
+		_, err := p.propose(fsm.Command{Op: fsm.OpTryLock, Resource: "r", Owner: "o", TTL: 1})
+		errs <- err
+	}()
+	waitFor(t, 2*time.Second, "the command is queued", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.queue) == 1
+	})
+	p.close()
+	if err := <-errs; !errors.Is(err, ErrClosed) {
+		t.Fatalf("err %v, want ErrClosed", err)
+	}
+	if got := r.batches(); len(got) != 0 {
+		t.Fatalf("batches %v reached raft after close", got)
+	}
+}

@@ -24,6 +24,7 @@ import (
 // the round's reads and usually by a batch of writes too.
 type verifier struct {
 	raft    *raft.Raft
+	self    string        // this node's server ID
 	timeout time.Duration // bounds a barrier's wait to enter the log
 
 	mu      sync.Mutex
@@ -63,17 +64,18 @@ func (v *verifier) rounds() {
 	}
 }
 
-// round proves leadership once. A sole voter cannot be deposed by an
-// election (a second voter would have to join through the log first), so
-// it spares the log write, as VerifyLeader does.
+// round proves leadership once. A leader that is the group's only voter
+// cannot be deposed by an election (a second voter would have to join
+// through the log first), so it spares the log write.
 func (v *verifier) round() error {
-	if v.raft.State() == raft.Leader && soleVoter(v.raft) {
+	if v.raft.State() == raft.Leader && v.soleVoter() {
 		return nil
 	}
 	return v.raft.Barrier(v.timeout).Error()
 }
 
-func soleVoter(r *raft.Raft) bool {
-	v, err := voters(r)
-	return err == nil && len(v) == 1
+func (v *verifier) soleVoter() bool {
+	all, err := voters(v.raft)
+	_, self := all[v.self]
+	return err == nil && len(all) == 1 && self
 }
