@@ -209,31 +209,43 @@ func TestRunRoutedAgainstACluster(t *testing.T) {
 	for _, n := range tc.Nodes {
 		urls = append(urls, "http://"+n.HTTP)
 	}
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{
-		"-endpoint", strings.Join(urls, ","), "-route", "leader", "-workers", "6", "-keys", "300",
-		"-duration", "300ms", "-warmup", "0s", "-format", "json",
-	}, &stdout, &stderr)
-	if code != exitOK {
-		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
-	}
-	var results []struct {
-		Requests   uint64            `json:"requests"`
-		Routed     uint64            `json:"routed"`
-		Misrouted  uint64            `json:"misrouted"`
-		Endpoints  map[string]uint64 `json:"endpoints"`
-		ServedFrom map[string]uint64 `json:"servedFrom"`
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &results); err != nil || len(results) != 1 {
-		t.Fatalf("stdout is not one JSON result: %v\n%s", err, stdout.String())
-	}
-	r := results[0]
-	if r.Requests == 0 || r.Routed != r.Requests || r.Misrouted != 0 {
-		t.Fatalf("%d requests, %d routed, %d misrouted (leaders %v)", r.Requests, r.Routed, r.Misrouted, tc.Leaders())
-	}
-	for i, n := range tc.Nodes {
-		if sent, served := r.Endpoints[urls[i]], r.ServedFrom[n.ID]; sent == 0 || sent != served {
-			t.Errorf("%s: %d requests sent, %d served: every node leads one partition and must serve all it is sent", n.ID, sent, served)
+	// A spurious election on a loaded machine excuses misrouted requests;
+	// with the same leaders before and after, none may be.
+	for attempt := 1; ; attempt++ {
+		leaders := tc.Leaders()
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), []string{
+			"-endpoint", strings.Join(urls, ","), "-route", "leader", "-workers", "6", "-keys", "300",
+			"-duration", "300ms", "-warmup", "0s", "-format", "json",
+		}, &stdout, &stderr)
+		if code != exitOK {
+			t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+		}
+		var results []struct {
+			Requests   uint64            `json:"requests"`
+			Routed     uint64            `json:"routed"`
+			Misrouted  uint64            `json:"misrouted"`
+			Endpoints  map[string]uint64 `json:"endpoints"`
+			ServedFrom map[string]uint64 `json:"servedFrom"`
+		}
+		if err := json.Unmarshal(stdout.Bytes(), &results); err != nil || len(results) != 1 {
+			t.Fatalf("stdout is not one JSON result: %v\n%s", err, stdout.String())
+		}
+		r := results[0]
+		var problems []string
+		if r.Requests == 0 || r.Routed != r.Requests || r.Misrouted != 0 {
+			problems = append(problems, fmt.Sprintf("%d requests, %d routed, %d misrouted", r.Requests, r.Routed, r.Misrouted))
+		}
+		for i, n := range tc.Nodes {
+			if sent, served := r.Endpoints[urls[i]], r.ServedFrom[n.ID]; sent == 0 || sent != served {
+				problems = append(problems, fmt.Sprintf("%s: %d requests sent, %d served (each node leads one partition and must serve all it is sent)", n.ID, sent, served))
+			}
+		}
+		if len(problems) == 0 {
+			return
+		}
+		if fmt.Sprint(tc.Leaders()) == fmt.Sprint(leaders) || attempt == 3 {
+			t.Fatalf("attempt %d, leaders %v before and %v after: %s", attempt, leaders, tc.Leaders(), strings.Join(problems, "; "))
 		}
 	}
 }
