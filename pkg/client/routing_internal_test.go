@@ -37,6 +37,21 @@ func silentListener(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// clientWithClock returns a routing client whose routing clock the test
+// moves: it reads the returned nanoseconds.
+func clientWithClock(t *testing.T, cfg Config) (*Client, *atomic.Int64) {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	now := new(atomic.Int64)
+	now.Store(time.Now().UnixNano())
+	c.routes.now = func() time.Time { return time.Unix(0, now.Load()) }
+	return c, now
+}
+
 // TestUnreachableLeaderIsSkippedForAWhile: the status still names a dead
 // node as partition 0's leader. The first request routed there waits out
 // its attempt and falls over to the live node; requests after it go
@@ -59,14 +74,7 @@ func TestUnreachableLeaderIsSkippedForAWhile(t *testing.T) {
 	}))
 	t.Cleanup(live.Close)
 
-	c, err := New(Config{Endpoints: []string{live.URL, "http://" + dead}, AttemptTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	var now atomic.Int64
-	now.Store(time.Now().UnixNano())
-	c.routes.now = func() time.Time { return time.Unix(0, now.Load()) }
+	c, now := clientWithClock(t, Config{Endpoints: []string{live.URL, "http://" + dead}, AttemptTimeout: 300 * time.Millisecond})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -147,14 +155,7 @@ func TestMapFromACutOffNodeIsReplaced(t *testing.T) {
 	}
 	status.Store(cutOff)
 
-	c, err := New(Config{Endpoints: []string{"http://" + addrs[0], "http://" + addrs[1]}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	var now atomic.Int64
-	now.Store(time.Now().UnixNano())
-	c.routes.now = func() time.Time { return time.Unix(0, now.Load()) }
+	c, now := clientWithClock(t, Config{Endpoints: []string{"http://" + addrs[0], "http://" + addrs[1]}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	res := "r"
@@ -214,11 +215,7 @@ func TestOverdueRoutedAttemptStopsRoutingThere(t *testing.T) {
 		fmt.Fprint(w, `{"type":5,"servedFrom":"a"}`)
 	}))
 	t.Cleanup(live.Close)
-	c, err := New(Config{Endpoints: []string{live.URL, "http://" + dead}, AttemptTimeout: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
+	c, _ := clientWithClock(t, Config{Endpoints: []string{live.URL, "http://" + dead}, AttemptTimeout: time.Minute})
 	c.routes.overdue = 100 * time.Millisecond
 	res := "r"
 	call := func(d time.Duration) error {
