@@ -23,8 +23,6 @@ type Map struct {
 	endpoint []int
 	// per partition: the leader's node ID, "" if unrouted
 	node []string
-	// nodes whose HTTP address is one of the client's endpoints
-	reachable map[string]int
 	// live nodes that advertise an address the client was not given
 	elsewhere map[string]bool
 }
@@ -50,7 +48,7 @@ func FromStatus(st *wire.ClusterStatus, addrs []string) *Map {
 		byNode[n.ID] = i
 	}
 	n := len(st.Partitions)
-	m := &Map{endpoint: make([]int, n), node: make([]string, n), reachable: byNode, elsewhere: elsewhere}
+	m := &Map{endpoint: make([]int, n), node: make([]string, n), elsewhere: elsewhere}
 	for i := range m.endpoint {
 		m.endpoint[i] = -1
 	}
@@ -69,10 +67,7 @@ func FromStatus(st *wire.ClusterStatus, addrs []string) *Map {
 // Lookup returns the endpoint of the node leading resource's partition and
 // that node's ID; ok is false when the map has no route for it.
 func (m *Map) Lookup(resource string) (endpoint int, node string, ok bool) {
-	if m == nil || len(m.endpoint) == 0 {
-		return -1, "", false
-	}
-	return m.ForPartition(placement.Partition(resource, len(m.endpoint)))
+	return m.ForPartition(placement.Partition(resource, m.Partitions()))
 }
 
 // ForPartition is Lookup for a partition number, for callers that computed
