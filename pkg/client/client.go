@@ -186,7 +186,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, endpoints: endpoints, http: cfg.HTTPClient}
 	if len(endpoints) > 1 && !cfg.NoLeaderRouting {
-		c.routes = newRouting(endpoints, time.Now)
+		c.routes = newRouting(endpoints, time.Now, c.statusFrom)
 	}
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -244,7 +244,7 @@ func (c *Client) call(ctx context.Context, path string, req *wire.LockRequest, w
 			}
 			return false, err
 		}
-		c.routes.answered(leader, resp.ServedFrom, c.statusFrom)
+		c.routes.answered(leader, resp.ServedFrom)
 		if resp.Type == wire.MustRetry {
 			return false, fmt.Errorf("%s answered must-retry: %s", resp.ServedFrom, resp.Error)
 		}

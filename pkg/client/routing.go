@@ -37,26 +37,27 @@ const overdueAfter = 2 * time.Second
 type routing struct {
 	addrs []string // the client's endpoints as host:port
 	now   func() time.Time
+	fetch func(ctx context.Context, endpoint int) (*wire.ClusterStatus, error)
 
 	table atomic.Pointer[leaders.Map]
-	// busy is set while a refresh runs; last is when the latest began
-	// (unix ns) and from the endpoint it asks next, round robin, so a
-	// node cut off from the cluster cannot keep the map stale.
-	busy atomic.Bool
-	last atomic.Int64
-	from atomic.Uint32
 	// downUntil holds, per endpoint, when routing to it may resume (unix ns).
 	downUntil []atomic.Int64
 	overdue   time.Duration // overdueAfter; tests shorten it
 
 	ctx    context.Context // ends with the client
 	cancel context.CancelFunc
-	mu     sync.Mutex // orders starting a refresh against close
-	closed bool
 	wg     sync.WaitGroup
+	mu     sync.Mutex
+	// A refresh runs while busy; last is when the latest began, and from
+	// the endpoint the next one asks, round robin, so that a node cut off
+	// from the cluster cannot keep the map stale.
+	busy   bool
+	last   time.Time
+	from   int
+	closed bool
 }
 
-func newRouting(endpoints []string, now func() time.Time) *routing {
+func newRouting(endpoints []string, now func() time.Time, fetch func(ctx context.Context, endpoint int) (*wire.ClusterStatus, error)) *routing {
 	addrs := make([]string, len(endpoints))
 	for i, e := range endpoints {
 		if u, err := url.Parse(e); err == nil {
@@ -64,7 +65,7 @@ func newRouting(endpoints []string, now func() time.Time) *routing {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &routing{addrs: addrs, now: now, ctx: ctx, cancel: cancel,
+	return &routing{addrs: addrs, now: now, fetch: fetch, ctx: ctx, cancel: cancel,
 		downUntil: make([]atomic.Int64, len(endpoints)), overdue: overdueAfter}
 }
 
@@ -101,42 +102,41 @@ func (r *routing) watch(e int, wait time.Duration) (done func() bool) {
 // missing or behind: refresh it — unless the request was unrouted because
 // its leader is known to live at an address we were not given, where a
 // refresh would change nothing.
-func (r *routing) answered(expect, servedFrom string, fetch func(ctx context.Context, endpoint int) (*wire.ClusterStatus, error)) {
+func (r *routing) answered(expect, servedFrom string) {
 	if r == nil || servedFrom == expect {
 		return
 	}
 	if expect == "" && r.table.Load().Elsewhere(servedFrom) {
 		return
 	}
-	r.refresh(fetch)
+	r.refresh()
 }
 
 // refresh re-reads the status in the background, at most once per
 // minRouteRefresh and one at a time.
-func (r *routing) refresh(fetch func(ctx context.Context, endpoint int) (*wire.ClusterStatus, error)) {
-	now := r.now().UnixNano()
-	if now-r.last.Load() < int64(minRouteRefresh) || !r.busy.CompareAndSwap(false, true) {
-		return
-	}
-	r.last.Store(now)
-	from := int(r.from.Add(1)-1) % len(r.addrs)
+func (r *routing) refresh() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed {
-		r.busy.Store(false)
+	now := r.now()
+	if r.closed || r.busy || now.Sub(r.last) < minRouteRefresh {
 		return
 	}
+	r.busy, r.last = true, now
+	from := r.from
+	r.from = (r.from + 1) % len(r.addrs)
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer r.busy.Store(false)
 		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
 		defer cancel()
-		st, err := fetch(ctx, from)
-		if err != nil {
-			return // the next mismatch tries the next endpoint
+		// A failed read changes nothing: the next mismatch asks the next
+		// endpoint.
+		if st, err := r.fetch(ctx, from); err == nil {
+			r.table.Store(leaders.FromStatus(st, r.addrs))
 		}
-		r.table.Store(leaders.FromStatus(st, r.addrs))
+		r.mu.Lock()
+		r.busy = false
+		r.mu.Unlock()
 	}()
 }
 

@@ -114,13 +114,13 @@ func TestUnreachableLeaderIsSkippedForAWhile(t *testing.T) {
 // TestNoRefreshAfterClose: a reply landing while the client closes must
 // not start a status read that outlives it.
 func TestNoRefreshAfterClose(t *testing.T) {
-	r := newRouting([]string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, time.Now)
-	r.close()
 	var fetched atomic.Bool
-	r.refresh(func(context.Context, int) (*wire.ClusterStatus, error) {
+	r := newRouting([]string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, time.Now, func(context.Context, int) (*wire.ClusterStatus, error) {
 		fetched.Store(true)
 		return nil, context.Canceled
 	})
+	r.close()
+	r.refresh()
 	r.wg.Wait()
 	if fetched.Load() {
 		t.Fatal("a refresh ran after close")
