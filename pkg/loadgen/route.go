@@ -2,16 +2,14 @@ package loadgen
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/kahuna-go/kahuna/pkg/client"
 	"github.com/kahuna-go/kahuna/pkg/leaders"
 	"github.com/kahuna-go/kahuna/pkg/placement"
 	"github.com/kahuna-go/kahuna/pkg/wire"
@@ -23,31 +21,28 @@ const routeRefresh = time.Second
 // leaderRoutes sends each key's requests to the node leading its partition,
 // as a leader-aware client does, so that no node has to forward them.
 type leaderRoutes struct {
-	endpoints []string
-	addrs     []string // host:port of each endpoint, as nodes advertise theirs
-	http      *http.Client
-	partOf    []int32 // partition of each key, computed once
-	table     atomic.Pointer[leaders.Map]
-	next      int // endpoint the next refresh asks; only the refresher touches it
+	status *client.Client // reads the cluster status; not on the hot path
+	addrs  []string       // host:port of each endpoint, as nodes advertise theirs
+	partOf []int32        // partition of each key, computed once
+	table  atomic.Pointer[leaders.Map]
 }
 
 // newLeaderRoutes reads the cluster status and maps every key of the run.
 func newLeaderRoutes(ctx context.Context, cfg Config, addrs []string) (*leaderRoutes, error) {
-	r := &leaderRoutes{endpoints: cfg.Endpoints, addrs: addrs, http: &http.Client{Timeout: cfg.Timeout}}
-	var st *wire.ClusterStatus
-	var errs []error
-	for range r.endpoints {
-		var err error
-		if st, err = r.fetch(ctx); err == nil {
-			break
-		}
-		errs = append(errs, err)
+	c, err := client.New(client.Config{Endpoints: cfg.Endpoints, AttemptTimeout: cfg.Timeout, NoLeaderRouting: true})
+	if err != nil {
+		return nil, err
 	}
-	if st == nil {
-		return nil, fmt.Errorf("routing to leaders: no cluster status: %w", errors.Join(errs...))
+	r := &leaderRoutes{status: c, addrs: addrs}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	m, err := r.read(ctx)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("routing to leaders: no cluster status: %w", err)
 	}
-	m := leaders.FromStatus(st, addrs)
 	if m.Partitions() == 0 {
+		c.Close()
 		return nil, errors.New("routing to leaders: the cluster status lists no partitions")
 	}
 	r.table.Store(m)
@@ -58,36 +53,24 @@ func newLeaderRoutes(ctx context.Context, cfg Config, addrs []string) (*leaderRo
 	return r, nil
 }
 
-// fetch reads GET /v1/cluster/status from the next endpoint in turn.
-func (r *leaderRoutes) fetch(ctx context.Context) (*wire.ClusterStatus, error) {
-	url := r.endpoints[r.next] + wire.PathClusterStatus
-	r.next = (r.next + 1) % len(r.endpoints)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// read fetches the cluster status from the first node that answers and
+// maps it onto the endpoints.
+func (r *leaderRoutes) read(ctx context.Context) (*leaders.Map, error) {
+	st, err := r.status.ClusterStatus(ctx)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", url, err)
-	}
-	var st wire.ClusterStatus
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, fmt.Errorf("%s: HTTP %d: %w", url, resp.StatusCode, err)
 	}
 	if st.Type != wire.Got {
-		return nil, fmt.Errorf("%s: type %d", url, st.Type)
+		return nil, fmt.Errorf("%s answered type %d", st.ServedFrom, st.Type)
 	}
-	return &st, nil
+	return leaders.FromStatus(st, r.addrs), nil
 }
 
-// follow refreshes the map every interval until ctx ends; a failed read
-// keeps the old map, which at worst costs forwarded requests.
+// follow refreshes the map every interval until ctx ends, then releases
+// the status client; a failed read keeps the old map, which at worst costs
+// forwarded requests.
 func (r *leaderRoutes) follow(ctx context.Context, every time.Duration, log *slog.Logger) {
+	defer r.status.Close()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -96,7 +79,9 @@ func (r *leaderRoutes) follow(ctx context.Context, every time.Duration, log *slo
 			return
 		case <-t.C:
 		}
-		st, err := r.fetch(ctx)
+		rctx, cancel := context.WithTimeout(ctx, every)
+		m, err := r.read(rctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Debug("leader map not refreshed", "err", err)
@@ -105,7 +90,7 @@ func (r *leaderRoutes) follow(ctx context.Context, every time.Duration, log *slo
 		}
 		// The partition count is fixed when a cluster is created; a status
 		// with another count is from some other cluster and is ignored.
-		if m := leaders.FromStatus(st, r.addrs); m.Partitions() == r.table.Load().Partitions() {
+		if m.Partitions() == r.table.Load().Partitions() {
 			r.table.Store(m)
 		}
 	}
