@@ -248,10 +248,7 @@ func (cn *clientConn) do(ctx context.Context, req *request, deadline time.Time) 
 
 	r := *req
 	r.id = id
-	err := cn.w.send(func(b []byte) []byte {
-		return appendFrame(b, func(b []byte) []byte { return appendRequest(b, &r) })
-	})
-	if err != nil {
+	if err := cn.send(&r); err != nil {
 		if errors.Is(err, errNotSent) {
 			cn.drop(id)
 			return response{}, err
@@ -267,14 +264,17 @@ func (cn *clientConn) do(ctx context.Context, req *request, deadline time.Time) 
 			// Only a waiting try-lock can hold the leader for long; tell it
 			// to stop waiting. Other requests finish on their own and their
 			// replies are dropped.
-			cn.w.send(func(b []byte) []byte {
-				return appendFrame(b, func(b []byte) []byte {
-					return appendRequest(b, &request{kind: kindCancel, id: id})
-				})
-			})
+			cn.send(&request{kind: kindCancel, id: id})
 		}
 		return response{}, ctx.Err()
 	}
+}
+
+// send writes one request frame (see frameWriter.send).
+func (cn *clientConn) send(r *request) error {
+	return cn.w.send(func(b []byte) []byte {
+		return appendFrame(b, func(b []byte) []byte { return appendRequest(b, r) })
+	})
 }
 
 func (cn *clientConn) failed() bool {
