@@ -324,7 +324,29 @@ func (g *Group) TransferLeadership(id string) error {
 		f = g.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr))
 	}
 	if err := f.Error(); err != nil {
+		// A transfer refused because another runs leaves that one's flag alone.
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			g.awaitTransferCleared()
+		}
 		return fmt.Errorf("partition %d: leadership transfer to %q: %w", g.id, id, err)
 	}
 	return nil
+}
+
+// awaitTransferCleared waits, after this node's transfer failed, until
+// Raft stops refusing work. hashicorp/raft v1.7.3 answers the transfer's
+// future before it clears its in-progress flag, so for a moment the leader
+// still rejects applies and barriers with ErrLeadershipTransferInProgress;
+// ending the hand-over before then would fail the next requests for
+// nothing. The flag has no getter: a barrier is the probe (refused while it
+// is set, a no-op entry once it is clear).
+func (g *Group) awaitTransferCleared() {
+	deadline := time.Now().Add(2 * g.cfg.Raft.ElectionTimeout)
+	for g.raft.State() == raft.Leader && time.Now().Before(deadline) {
+		err := g.raft.Barrier(g.cfg.Raft.ElectionTimeout).Error()
+		if !errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
