@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -291,5 +293,82 @@ func TestReadsProveLeadershipThroughTheLog(t *testing.T) {
 		if barriers != want {
 			t.Errorf("%d nodes: the read wrote %d barriers, want %d", size, barriers, want)
 		}
+	}
+}
+
+// rejectingStore fails the next StoreLogs once armed, so that its node
+// answers the leader's append with Success=false, as a follower whose log
+// disagrees with the leader's (after a restart, say) does.
+type rejectingStore struct {
+	raft.LogStore
+	armed atomic.Bool
+}
+
+func (s *rejectingStore) StoreLogs(logs []*raft.Log) error {
+	if s.armed.CompareAndSwap(true, false) {
+		// Slow as well, so that the leader commits more entries through the
+		// other follower meanwhile and has the next append ready to send
+		// when the rejection arrives.
+		time.Sleep(20 * time.Millisecond)
+		return errors.New("injected log store failure")
+	}
+	return s.LogStore.StoreLogs(logs)
+}
+
+// TestFollowerCatchesUpAfterRejectingAnAppend: a follower that rejects an
+// append must receive the next ones. With hashicorp/raft's pipelined
+// replication (v1.7.3, two RPCs in flight) a rejection ends the pipeline's
+// reader while the sender may already be handing it the next append, and
+// both park for good: the follower hears heartbeats but no entries, and the
+// leader's shutdown hangs. Under steady writes that happened in about half
+// of the rejections; every round here must catch up.
+func TestFollowerCatchesUpAfterRejectingAnAppend(t *testing.T) {
+	stores := make([]*rejectingStore, 3)
+	c := startClusterWith(t, 3, 1, func(i int, cfg *Config) {
+		cfg.WrapLogStore = func(_ int, s raft.LogStore) raft.LogStore {
+			stores[i] = &rejectingStore{LogStore: s}
+			return stores[i]
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var writers sync.WaitGroup
+	for w := range 8 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				leader := c.leaderOf(0)
+				if leader == nil {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				_, _ = leader.set.Group(0).Do(ctx, Request{Cmd: tryLock(fmt.Sprint("w", w, "-", i%50), "me", time.Minute), Durability: Persistent})
+			}
+		}()
+	}
+	defer writers.Wait()
+	defer cancel()
+
+	for round := range 10 {
+		leader := c.leaderOf(0)
+		if leader == nil {
+			t.Fatal("no leader")
+		}
+		var follower int
+		for i, n := range c.nodes {
+			if n != leader {
+				follower = i
+				break
+			}
+		}
+		stores[follower].armed.Store(true)
+		waitFor(t, 2*time.Second, "the follower rejects an append", func() bool { return !stores[follower].armed.Load() })
+		// Entries committed after the rejection must reach the follower.
+		target := leader.set.Group(0).raft.LastIndex()
+		f := c.nodes[follower].set.Group(0)
+		waitFor(t, 3*time.Second, fmt.Sprintf("round %d: the follower stores the entries after its rejection", round), func() bool {
+			return f.raft.LastIndex() >= target
+		})
 	}
 }

@@ -118,8 +118,17 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 	g.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  g.layer,
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  hlog.Named("transport"),
+		// 1 turns off pipelined replication. In hashicorp/raft v1.7.3 a
+		// follower that rejects a pipelined append (a log mismatch after a
+		// restart, a newer term) ends the pipeline's reader, while the sender
+		// may already be parked handing the next append to it: replication
+		// to that follower stops for good while heartbeats keep it looking
+		// healthy, and Raft's shutdown waits on the parked sender forever.
+		// Without the pipeline each append waits for its reply, which costs
+		// nothing here since a partition has one batch in flight anyway.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hlog.Named("transport"),
 	})
 	cleanup = append(cleanup, g.trans)
 
