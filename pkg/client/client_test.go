@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -69,6 +70,12 @@ func newClient(t *testing.T, endpoints ...string) *client.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// fresh returns a resource name no earlier run of the tests used, since the
+// package's server outlives a test (and go test -count=N reruns them).
+func fresh(name string) string {
+	return fmt.Sprintf("%s/%x", name, rand.Uint64())
 }
 
 func ctxFor(t *testing.T, d time.Duration) context.Context {
@@ -142,13 +149,14 @@ func TestLockLifecycle(t *testing.T) {
 func TestLockWaitsForTheHolder(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxFor(t, 10*time.Second)
-	holder, err := c.TryLock(ctx, "wait/me")
+	res := fresh("wait/me")
+	holder, err := c.TryLock(ctx, res)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.AfterFunc(300*time.Millisecond, func() { holder.Unlock(context.Background()) })
 	start := time.Now()
-	l, err := c.Lock(ctx, "wait/me", client.WithWait(5*time.Second))
+	l, err := c.Lock(ctx, res, client.WithWait(5*time.Second))
 	if err != nil || l.Token() <= holder.Token() {
 		t.Fatalf("waiter: %v %v", l, err)
 	}
@@ -157,7 +165,7 @@ func TestLockWaitsForTheHolder(t *testing.T) {
 	}
 	// A wait that runs out names the holder.
 	start = time.Now()
-	_, err = c.Lock(ctx, "wait/me", client.WithWait(300*time.Millisecond))
+	_, err = c.Lock(ctx, res, client.WithWait(300*time.Millisecond))
 	var busy *client.BusyError
 	if !errors.As(err, &busy) || busy.Holder != l.Owner() || time.Since(start) < 250*time.Millisecond {
 		t.Fatalf("timed-out wait: %v after %v", err, time.Since(start))
@@ -165,7 +173,7 @@ func TestLockWaitsForTheHolder(t *testing.T) {
 	// So does a context that ends.
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if _, err := c.Lock(short, "wait/me"); !errors.Is(err, client.ErrBusy) && !errors.Is(err, client.ErrUnavailable) {
+	if _, err := c.Lock(short, res); !errors.Is(err, client.ErrBusy) && !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("context deadline: %v", err)
 	}
 }
@@ -210,12 +218,12 @@ func deadEndpoint(t *testing.T) string {
 func TestEndpointFailoverAndUnavailable(t *testing.T) {
 	dead := deadEndpoint(t)
 	c := newClient(t, dead, client.EndpointsFromEnv()[0])
-	if _, err := c.TryLock(ctxFor(t, 5*time.Second), "failover/1"); err != nil {
+	if _, err := c.TryLock(ctxFor(t, 5*time.Second), fresh("failover")); err != nil {
 		t.Fatalf("with one dead endpoint: %v", err)
 	}
 	only := newClient(t, dead)
 	start := time.Now()
-	_, err := only.TryLock(ctxFor(t, 500*time.Millisecond), "failover/2")
+	_, err := only.TryLock(ctxFor(t, 500*time.Millisecond), fresh("failover"))
 	if !errors.Is(err, client.ErrUnavailable) || time.Since(start) > 2*time.Second {
 		t.Fatalf("no live endpoint: %v after %v", err, time.Since(start))
 	}
@@ -270,12 +278,13 @@ func TestKeepAliveThroughLeaderKill(t *testing.T) {
 func TestKeepAliveReportsLoss(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxFor(t, 10*time.Second)
-	l, err := c.TryLock(ctx, "lost/1", client.WithLease(600*time.Millisecond))
+	res := fresh("lost")
+	l, err := c.TryLock(ctx, res, client.WithLease(600*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	l.KeepAlive()
-	if err := c.ForceUnlock(ctx, "lost/1", client.Persistent); err != nil {
+	if err := c.ForceUnlock(ctx, res, client.Persistent); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -287,7 +296,7 @@ func TestKeepAliveReportsLoss(t *testing.T) {
 		t.Fatalf("Err = %v", l.Err())
 	}
 	// Someone else can take it now.
-	if _, err := c.TryLock(ctx, "lost/1"); err != nil {
+	if _, err := c.TryLock(ctx, res); err != nil {
 		t.Fatal(err)
 	}
 }
