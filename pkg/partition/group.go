@@ -349,6 +349,13 @@ func (g *Group) TransferLeadership(id string) error {
 // ending the hand-over before then would fail the next requests for
 // nothing. The flag has no getter: a barrier is the probe (refused while it
 // is set, a no-op entry once it is clear).
+//
+// Should the flag outlive the wait (a TimeoutNow RPC to the target still
+// in flight), ending the hand-over is still safe: the transfer took at
+// least a heartbeat timeout, so any lease confirmed before it began has run
+// out, and renewing it takes a barrier, which Raft refuses until the flag
+// is clear — by then the target has either won (and the barrier fails) or
+// not.
 func (g *Group) awaitTransferCleared() {
 	deadline := time.Now().Add(2 * g.cfg.Raft.ElectionTimeout)
 	for g.raft.State() == raft.Leader && time.Now().Before(deadline) {
