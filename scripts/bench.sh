@@ -8,6 +8,9 @@
 #       ports to use as they are (default: the first free from 18082, 19082, 17946)
 #   KAHUNA_PARTITIONS   passed to kahunad as --partitions when set
 #   KAHUNA_BENCH_READY_TIMEOUT  seconds to wait for /readyz (default 30)
+#   KAHUNA_BENCH_CEILING  0 skips the last run, against kahuna-ceiling (a
+#       server that does no work on the same HTTP stack), which shows what
+#       this machine can serve at most
 #   KAHUNA_BENCH_ENDPOINTS  comma-separated base URLs of nodes that are
 #       already running, e.g. http://127.0.0.1:8082,http://127.0.0.1:8084;
 #       when set, no server is built or started and the benchmark spreads its
@@ -125,3 +128,19 @@ while command -v curl >/dev/null 2>&1 &&
 done
 
 bin/kahuna-bench -endpoint "$endpoint" -durability both -ready-timeout "${ready_timeout}s" "$@"
+
+[[ ${KAHUNA_BENCH_CEILING:-1} == 0 ]] && exit 0
+
+# The same load against a server that does no work on the same HTTP stack:
+# what this machine can serve at most, to read the numbers above against.
+kill -TERM "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+server_pid=""
+go build -o bin/kahuna-ceiling ./cmd/kahuna-ceiling
+ceiling_port=$(free_port "$http_port")
+${launcher[@]+"${launcher[@]}"} bin/kahuna-ceiling -addr "127.0.0.1:$ceiling_port" >"$logfile" 2>&1 &
+server_pid=$!
+echo
+echo "HTTP ceiling of this machine: the same load against kahuna-ceiling, which answers"
+echo "every request without doing any work (net/http + chi, as kahunad):"
+bin/kahuna-bench -endpoint "http://127.0.0.1:$ceiling_port" -durability ephemeral -ready-timeout "${ready_timeout}s" "$@"
