@@ -9,7 +9,11 @@ import (
 	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/fsm"
+	"github.com/kahuna-go/kahuna/pkg/placement"
 )
+
+// benchWorkers is the load tool's default concurrency.
+const benchWorkers = 64
 
 // BenchmarkLockUnlock drives try-lock/unlock cycles from 64 goroutines
 // straight into the partitions, without HTTP, to show what the Raft and disk
@@ -18,51 +22,81 @@ func BenchmarkLockUnlock(b *testing.B) {
 	for _, parts := range []int{1, 2, 4, 8} {
 		for _, inflight := range []int{1, 2, 4} {
 			b.Run(fmt.Sprintf("partitions=%d/inflight=%d", parts, inflight), func(b *testing.B) {
-				t := &testing.T{}
-				n := startNode(t, "n1", b.TempDir(), "127.0.0.1:0", parts, func(c *Config) {
+				n := startNode(b, "n1", b.TempDir(), "127.0.0.1:0", parts, func(c *Config) {
 					c.MaxInflight = inflight
 					c.Raft = DefaultRaftTimings()
 					c.Raft.HeartbeatTimeout = 100 * time.Millisecond
 					c.Raft.ElectionTimeout = 100 * time.Millisecond
 					c.Raft.LeaderLeaseTimeout = 50 * time.Millisecond
 				})
-				defer n.stop()
 				n.bootstrapAlone()
-				waitFor(t, 10*time.Second, "serving", n.set.Serving)
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				start := time.Now()
-				for w := range 64 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						owner := fmt.Sprint("w", w)
-						for next.Add(1) <= int64(b.N) {
-							res := fmt.Sprint("k", (w*7919+int(next.Load()))%10000)
-							g := n.set.For(res)
-							r, err := g.Do(context.Background(), Request{Cmd: tryLock(res, owner, time.Minute), Durability: Persistent})
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							if r.Outcome == fsm.Locked {
-								g.Do(context.Background(), Request{Cmd: unlockCmd(res, owner), Durability: Persistent})
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				el := time.Since(start)
-				var batches, cmds uint64
-				for _, g := range n.set.Groups() {
-					bt, c := g.prop.stats()
-					batches += bt
-					cmds += c
-				}
-				b.ReportMetric(float64(cmds)/el.Seconds(), "cmds/s")
-				b.ReportMetric(float64(cmds)/float64(max(batches, 1)), "cmds/batch")
+				n.waitServing()
+				driveLockUnlock(b, []*node{n}, n.set.For)
 			})
 		}
 	}
+}
+
+// BenchmarkClusterLockUnlock is BenchmarkLockUnlock against three in-process
+// nodes with production Raft timings, each command sent to its partition's
+// leader: what replication to two followers, all fsyncing on this machine's
+// one disk, allows before any HTTP is spent. It is an upper bound for the
+// three-process cluster on the same machine, which also pays for HTTP,
+// forwarding and three Go runtimes.
+func BenchmarkClusterLockUnlock(b *testing.B) {
+	for _, parts := range []int{1, 3} {
+		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
+			c := startClusterWith(b, 3, parts, func(_ int, cfg *Config) { cfg.Raft = DefaultRaftTimings() })
+			driveLockUnlock(b, c.nodes, func(res string) *Group {
+				p := placement.Partition(res, parts)
+				if n := c.leaderOf(p); n != nil {
+					return n.set.Group(p)
+				}
+				b.Fatalf("partition %d has no leader", p)
+				return nil
+			})
+		})
+	}
+}
+
+// driveLockUnlock runs b.N try-locks over 10,000 keys from benchWorkers
+// goroutines, unlocking each grant, on the group groupFor names, and
+// reports commands per second and per Raft batch over nodes' proposers.
+func driveLockUnlock(b *testing.B, nodes []*node, groupFor func(resource string) *Group) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for w := range benchWorkers {
+		wg.Go(func() {
+			owner := fmt.Sprint("w", w)
+			for next.Add(1) <= int64(b.N) {
+				res := fmt.Sprint("k", (w*7919+int(next.Load()))%10000)
+				g := groupFor(res)
+				r, err := g.Do(context.Background(), Request{Cmd: tryLock(res, owner, time.Minute), Durability: Persistent})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if r.Outcome == fsm.Locked {
+					if _, err := g.Do(context.Background(), Request{Cmd: unlockCmd(res, owner), Durability: Persistent}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start)
+	var batches, cmds uint64
+	for _, n := range nodes {
+		for _, g := range n.set.Groups() {
+			bt, c := g.prop.stats()
+			batches += bt
+			cmds += c
+		}
+	}
+	b.ReportMetric(float64(cmds)/el.Seconds(), "cmds/s")
+	b.ReportMetric(float64(cmds)/float64(max(batches, 1)), "cmds/batch")
 }

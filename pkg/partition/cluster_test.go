@@ -21,18 +21,18 @@ import (
 // each. Membership is out of this package's scope: the test bootstraps every
 // node with the same voter list, as the membership layer will.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	nodes []*node
 	count int
 }
 
-func startCluster(t *testing.T, size, count int) *cluster {
+func startCluster(t testing.TB, size, count int) *cluster {
 	t.Helper()
 	return startClusterWith(t, size, count, nil)
 }
 
 // startClusterWith is startCluster with mutate applied to node i's config.
-func startClusterWith(t *testing.T, size, count int, mutate func(i int, cfg *Config)) *cluster {
+func startClusterWith(t testing.TB, size, count int, mutate func(i int, cfg *Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, count: count}
 	var servers []raft.Server

@@ -15,7 +15,7 @@ import (
 
 // node is one in-process node's partitions for tests.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	id   string
 	dir  string
 	addr string
@@ -38,7 +38,7 @@ func testConfig(id, dir string, count int) Config {
 
 // startNode opens a node's partitions on addr ("127.0.0.1:0" for a fresh
 // port). mutate may adjust the config.
-func startNode(t *testing.T, id, dir, addr string, count int, mutate func(*Config)) *node {
+func startNode(t testing.TB, id, dir, addr string, count int, mutate func(*Config)) *node {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -74,7 +74,7 @@ func (n *node) stop() {
 
 // startSingle starts a bootstrapped single-node set and waits until it
 // serves every partition.
-func startSingle(t *testing.T, count int, mutate func(*Config)) *node {
+func startSingle(t testing.TB, count int, mutate func(*Config)) *node {
 	t.Helper()
 	n := startNode(t, "n1", t.TempDir(), "127.0.0.1:0", count, mutate)
 	n.bootstrapAlone()
@@ -95,7 +95,7 @@ func (n *node) waitServing() {
 	waitFor(n.t, 10*time.Second, "node serves every partition", n.set.Serving)
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
