@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -88,5 +89,16 @@ func TestBusyAddressIsAnError(t *testing.T) {
 	err = run(context.Background(), []string{"-addr", ln.Addr().String()}, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "listen on "+ln.Addr().String()) {
 		t.Fatalf("run on a busy address: %v, want a listen error naming it", err)
+	}
+}
+
+func TestBadCommandLinesAreUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"-nope"}, {"extra"}} {
+		var stderr strings.Builder
+		err := run(context.Background(), args, &stderr)
+		var usage usageError
+		if !errors.As(err, &usage) || stderr.Len() == 0 {
+			t.Errorf("%q: error %v, stderr %q; want a usage error explained on stderr", args, err, stderr.String())
+		}
 	}
 }
