@@ -10,7 +10,7 @@
 #   KAHUNA_BENCH_READY_TIMEOUT  seconds to wait for /readyz (default 30)
 #   KAHUNA_BENCH_CEILING  0 skips the last run, against kahuna-ceiling (a
 #       server that does no work on the same HTTP stack), which shows what
-#       this machine can serve at most
+#       this machine can serve at most; its report goes to stderr
 #   KAHUNA_BENCH_ENDPOINTS  comma-separated base URLs of nodes that are
 #       already running, e.g. http://127.0.0.1:8082,http://127.0.0.1:8084;
 #       when set, no server is built or started and the benchmark spreads its
@@ -140,7 +140,11 @@ go build -o bin/kahuna-ceiling ./cmd/kahuna-ceiling
 ceiling_port=$(free_port "$http_port")
 ${launcher[@]+"${launcher[@]}"} bin/kahuna-ceiling -addr "127.0.0.1:$ceiling_port" >"$logfile" 2>&1 &
 server_pid=$!
-echo
-echo "HTTP ceiling of this machine: the same load against kahuna-ceiling, which answers"
-echo "every request without doing any work (net/http + chi, as kahunad):"
-bin/kahuna-bench -endpoint "http://127.0.0.1:$ceiling_port" -durability ephemeral -ready-timeout "${ready_timeout}s" "$@"
+# On stderr, so that stdout stays one report (one JSON document with
+# -format json) of Kahuna's runs.
+{
+	echo
+	echo "HTTP ceiling of this machine: the same load against kahuna-ceiling, which answers"
+	echo "every request without doing any work (net/http + chi, as kahunad):"
+} >&2
+bin/kahuna-bench -endpoint "http://127.0.0.1:$ceiling_port" -durability ephemeral -ready-timeout "${ready_timeout}s" "$@" >&2
