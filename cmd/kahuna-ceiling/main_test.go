@@ -59,13 +59,17 @@ func TestLoadToolReadsCeilingReplies(t *testing.T) {
 	}
 }
 
-// Anything but the three paths the load tool uses is not served.
+// Anything but the three paths the load tool uses is not served: an
+// unknown path is 404, a known one with the wrong method 405.
 func TestUnknownPathsAreNotFound(t *testing.T) {
 	h := newHandler("ceiling")
-	for _, tc := range []struct{ method, path string }{
-		{http.MethodPost, wire.PathTryExtend},
-		{http.MethodGet, wire.PathTryLock},
-		{http.MethodPost, "/nope"},
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodPost, wire.PathTryExtend, http.StatusNotFound},
+		{http.MethodGet, wire.PathTryLock, http.StatusMethodNotAllowed},
+		{http.MethodPost, "/nope", http.StatusNotFound},
 	} {
 		rec := httptest.NewRecorder()
 		req, err := http.NewRequest(tc.method, "http://x"+tc.path, strings.NewReader("{}"))
@@ -73,8 +77,8 @@ func TestUnknownPathsAreNotFound(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusNotFound && rec.Code != http.StatusMethodNotAllowed {
-			t.Errorf("%s %s: status %d, want 404 or 405", tc.method, tc.path, rec.Code)
+		if rec.Code != tc.want {
+			t.Errorf("%s %s: status %d, want %d", tc.method, tc.path, rec.Code, tc.want)
 		}
 	}
 }
