@@ -227,11 +227,18 @@ func TestRunRoutedAgainstACluster(t *testing.T) {
 			Misrouted  uint64            `json:"misrouted"`
 			Endpoints  map[string]uint64 `json:"endpoints"`
 			ServedFrom map[string]uint64 `json:"servedFrom"`
+			Entries    *uint64           `json:"raftEntries"`
 		}
 		if err := json.Unmarshal(stdout.Bytes(), &results); err != nil || len(results) != 1 {
 			t.Fatalf("stdout is not one JSON result: %v\n%s", err, stdout.String())
 		}
 		r := results[0]
+		// Every persistent request is one command in the log, and a batch
+		// holds one or more; beyond them only a few ticks and leadership
+		// entries can commit in the run.
+		if r.Entries == nil || *r.Entries == 0 || *r.Entries > r.Requests+6 {
+			t.Fatalf("raft entries %v for %d requests", r.Entries, r.Requests)
+		}
 		var problems []string
 		if r.Requests == 0 || r.Routed != r.Requests || r.Misrouted != 0 {
 			problems = append(problems, fmt.Sprintf("%d requests, %d routed, %d misrouted", r.Requests, r.Routed, r.Misrouted))

@@ -53,6 +53,12 @@ type Result struct {
 	Misrouted   uint64 `json:"misrouted,omitempty"`
 	FirstError  string `json:"firstError,omitempty"`
 	Interrupted bool   `json:"interrupted,omitempty"`
+	// RaftEntries is how many Raft log entries the cluster committed in
+	// the measured period, as node RaftEntriesFrom saw them (the sum of
+	// its partitions' commit indexes, read before and after); nil when
+	// that could not be read, e.g. from a server that is not Kahuna.
+	RaftEntries     *uint64 `json:"raftEntries,omitempty"`
+	RaftEntriesFrom string  `json:"raftEntriesFrom,omitempty"`
 }
 
 // LatencyUs holds request latencies in microseconds.
@@ -126,6 +132,11 @@ func WriteText(w io.Writer, results ...*Result) error {
 		if _, err := fmt.Fprintln(w, r.Durability+" servedFrom: "+formatServedFrom(r)); err != nil {
 			return fmt.Errorf("write servedFrom: %w", err)
 		}
+		if line := formatRaftEntries(r); line != "" {
+			if _, err := fmt.Fprintln(w, r.Durability+" raft: "+line); err != nil {
+				return fmt.Errorf("write raft entries: %w", err)
+			}
+		}
 		if r.Routed > 0 {
 			if _, err := fmt.Fprintf(w, "%s routed: %d to their partition's leader, %d of them served by another node\n",
 				r.Durability, r.Routed, r.Misrouted); err != nil {
@@ -164,6 +175,21 @@ func formatServedFrom(r *Result) string {
 		return "none"
 	}
 	return strings.Join(parts, " ")
+}
+
+// formatRaftEntries says how many log entries the run's commands took,
+// and for persistent locks (the only ones written to the log) how many
+// commands each entry carried on average.
+func formatRaftEntries(r *Result) string {
+	if r.RaftEntries == nil {
+		return ""
+	}
+	n := *r.RaftEntries
+	line := fmt.Sprintf("%d entries committed (as %s saw them)", n, textName(r.RaftEntriesFrom))
+	if r.Durability == wire.Persistent.String() && n > 0 {
+		line += fmt.Sprintf(", %.1f requests per entry", float64(r.Requests)/float64(n))
+	}
+	return line
 }
 
 // textName quotes a node name that would not read as one word.

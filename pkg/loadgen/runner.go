@@ -87,9 +87,33 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		go routes.follow(fctx, routeRefresh, log)
 	}
 
+	commits, err := newCommitReader(cfg.Endpoints)
+	if err != nil {
+		return nil, err
+	}
+	defer commits.close()
+
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
 	stopAt := measureFrom.Add(cfg.Duration)
+	before := make(chan commitReading, 1)
+	go func() {
+		// Nothing is counted for a run stopped before the measured
+		// period starts.
+		t := time.NewTimer(time.Until(measureFrom))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			before <- commitReading{}
+			return
+		}
+		r, err := commits.read(ctx)
+		if err != nil {
+			log.Debug("no commit index at the start of the measured period", "err", err)
+		}
+		before <- r
+	}()
 	log.Info("load run started", "durability", cfg.Durability.String(), "endpoints", cfg.Endpoints,
 		"workers", cfg.Workers, "keys", cfg.Keys, "warmup", cfg.Warmup, "duration", cfg.Duration)
 	var wg sync.WaitGroup
@@ -110,6 +134,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 
 	res := merge(cfg, workers, elapsed)
 	res.Interrupted = ctx.Err() != nil
+	if b := <-before; b.node != "" && !res.Interrupted {
+		a, err := commits.read(ctx)
+		if n, ok := entriesBetween(b, a); ok {
+			res.RaftEntries, res.RaftEntriesFrom = &n, a.node
+		} else {
+			log.Debug("Raft entries not counted", "before", b.node, "after", a.node, "err", err)
+		}
+	}
 	if res.Errors > 0 {
 		log.Warn("transport errors", "durability", res.Durability, "errors", res.Errors, "first", res.FirstError)
 	}

@@ -98,9 +98,9 @@ func (f *fakeLocks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func startFake(t *testing.T, f *fakeLocks) string {
+func startFake(t *testing.T, h http.Handler) string {
 	t.Helper()
-	srv := httptest.NewServer(f)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
