@@ -55,8 +55,11 @@ func TestRunCountsRaftEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if srv.reads != 2 {
-		t.Fatalf("%d status reads, want 2 (one before, one after)", srv.reads)
+	srv.mu.Lock()
+	reads := srv.reads
+	srv.mu.Unlock()
+	if reads != 2 {
+		t.Fatalf("%d status reads, want 2 (one before, one after)", reads)
 	}
 	if res.RaftEntries == nil || *res.RaftEntries != 150 || res.RaftEntriesFrom != "n1" {
 		t.Fatalf("raft entries %v from %q, want 150 from n1", res.RaftEntries, res.RaftEntriesFrom)
