@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
@@ -114,5 +116,33 @@ func TestRunLeavesRaftEntriesOutWhenUnknown(t *testing.T) {
 	res, err := Run(context.Background(), testConfig(startFake(t, newFakeLocks())), nil)
 	if err != nil || res.RaftEntries != nil || res.Requests == 0 {
 		t.Fatalf("err %v, raft entries %v, %d requests", err, res.RaftEntries, res.Requests)
+	}
+}
+
+// TestRunAsksAServerWithoutStatusOnce: a server that is not Kahuna (as
+// kahuna-ceiling, whose router answers 404 in plain text) gets one status
+// request, and the run ends on time rather than after a client's retries.
+func TestRunAsksAServerWithoutStatusOnce(t *testing.T) {
+	locks := newFakeLocks()
+	var statusReads atomic.Int32
+	url := startFake(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathClusterStatus {
+			statusReads.Add(1)
+			http.NotFound(w, r)
+			return
+		}
+		locks.ServeHTTP(w, r)
+	}))
+	cfg := testConfig(url)
+	start := time.Now()
+	res, err := Run(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > cfg.Duration+commitReadTimeout/2 {
+		t.Errorf("a %v run took %v", cfg.Duration, took)
+	}
+	if n := statusReads.Load(); n != 1 || res.RaftEntries != nil || res.Requests == 0 {
+		t.Fatalf("%d status requests, raft entries %v, %d requests; want one request and no entries", n, res.RaftEntries, res.Requests)
 	}
 }

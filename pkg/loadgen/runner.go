@@ -87,10 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		go routes.follow(fctx, routeRefresh, log)
 	}
 
-	commits, err := newCommitReader(cfg.Endpoints)
-	if err != nil {
-		return nil, err
-	}
+	commits := newCommitReader(cfg.Endpoints[0])
 	defer commits.close()
 
 	start := time.Now()
