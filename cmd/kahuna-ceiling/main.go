@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/kahuna-go/kahuna/pkg/server"
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
@@ -81,8 +82,8 @@ func serve(ctx context.Context, ln net.Listener) error {
 	// read is part of what a request costs there.
 	srv := &http.Server{
 		Handler:           newHandler("ceiling"),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: server.APIReadHeaderTimeout,
+		IdleTimeout:       server.APIIdleTimeout,
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

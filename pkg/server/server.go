@@ -38,6 +38,13 @@ func DefaultPartitions(bootstrapExpect int) int {
 	return max(1, bootstrapExpect)
 }
 
+// The API server's connection timeouts, shared with kahuna-ceiling, whose
+// measurement means something only on the same HTTP set-up.
+const (
+	APIReadHeaderTimeout = 10 * time.Second
+	APIIdleTimeout       = 2 * time.Minute
+)
+
 // Config is everything kahunad's flags set.
 type Config struct {
 	NodeID  string
@@ -331,10 +338,10 @@ func New(cfg Config) (_ *Server, err error) {
 	s.cancel = cancel
 	s.http = &http.Server{
 		Handler:           api.New(s.router, s, api.Config{Logger: s.log.With("component", "api"), BodyTimeout: cfg.BodyTimeout}),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: APIReadHeaderTimeout,
 		// No ReadTimeout: the API bounds body reads per request, because
 		// this one would also cancel requests waiting for a lock.
-		IdleTimeout: 2 * time.Minute,
+		IdleTimeout: APIIdleTimeout,
 		BaseContext: func(net.Listener) context.Context { return base },
 		ConnState:   s.fresh.track,
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
