@@ -146,3 +146,28 @@ func TestRunAsksAServerWithoutStatusOnce(t *testing.T) {
 		t.Fatalf("%d status requests, raft entries %v, %d requests; want one request and no entries", n, res.RaftEntries, res.Requests)
 	}
 }
+
+// TestRunGivesUpOnAFrozenStatus: a node that accepts the status request
+// and never answers (a frozen process) holds the report up for one read
+// timeout at most.
+func TestRunGivesUpOnAFrozenStatus(t *testing.T) {
+	locks := newFakeLocks()
+	url := startFake(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == wire.PathClusterStatus {
+			<-r.Context().Done() // until the client gives up
+			return
+		}
+		locks.ServeHTTP(w, r)
+	}))
+	start := time.Now()
+	res, err := Run(context.Background(), testConfig(url), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > commitReadTimeout+time.Second {
+		t.Errorf("run took %v with a frozen status", took)
+	}
+	if res.RaftEntries != nil || res.Requests == 0 {
+		t.Fatalf("raft entries %v after %d requests, want none", res.RaftEntries, res.Requests)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kahuna-go/kahuna/internal/chaos"
+	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
 // unknownOutcomeLocks grants every lock on its first try-lock but answers
@@ -27,7 +28,7 @@ func (u *unknownOutcomeLocks) ServeHTTP(w http.ResponseWriter, r *http.Request) 
 		Owner      string `json:"owner"`
 		Durability int    `json:"durability"`
 	}
-	if r.URL.Path != "/v1/locks/try-lock" || json.NewDecoder(r.Body).Decode(&req) != nil {
+	if r.URL.Path != wire.PathTryLock || json.NewDecoder(r.Body).Decode(&req) != nil {
 		http.Error(w, `{"type":100,"error":"unexpected request"}`, http.StatusBadRequest)
 		return
 	}
