@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/kahuna-go/kahuna/pkg/logging"
+	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/server"
 )
 
@@ -27,6 +28,7 @@ func main() {
 type options struct {
 	cfg       server.Config
 	join      string
+	logStore  string
 	logLevel  string
 	logFormat string
 }
@@ -54,6 +56,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of existing members")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 1, "number of voters that form a new cluster")
 	fs.IntVar(&c.Partitions, "partitions", 0, "number of partitions, fixed when the cluster is created (default: as stored, else --bootstrap-expect, one per voter)")
+	fs.StringVar(&o.logStore, "log-store", "", "Raft log engine of a new data directory: wal (hashicorp/raft-wal) or boltdb (raft-boltdb/v2); fixed once created (default: as stored, else wal)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -87,6 +90,13 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 		if j = strings.TrimSpace(j); j != "" {
 			c.Join = append(c.Join, j)
 		}
+	}
+	if o.logStore != "" {
+		ls, err := partition.ParseLogStore(o.logStore)
+		if err != nil {
+			return nil, fmt.Errorf("--log-store: %w", err)
+		}
+		c.LogStore = ls
 	}
 	if c.Partitions == 0 && (set["partitions"] || getenv(envName("partitions")) != "") {
 		return nil, errors.New("--partitions must be at least 1")

@@ -63,6 +63,7 @@ func TestParseDefaults(t *testing.T) {
 		{"debug-addr", c.DebugAddr, ""},
 		{"log-level", o.logLevel, "info"},
 		{"log-format", o.logFormat, "text"},
+		{"log-store", string(c.LogStore), ""},
 	} {
 		if f.got != f.want {
 			t.Errorf("--%s = %q, want %q", f.name, f.got, f.want)
@@ -95,6 +96,7 @@ func TestParseEnvFillsUnsetFlags(t *testing.T) {
 		"KAHUNA_LOG_LEVEL":        "debug",
 		"KAHUNA_LOG_FORMAT":       "json",
 		"KAHUNA_DEBUG_ADDR":       "127.0.0.1:6060",
+		"KAHUNA_LOG_STORE":        "boltdb",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +114,7 @@ func TestParseEnvFillsUnsetFlags(t *testing.T) {
 		{"debug-addr", c.DebugAddr, "127.0.0.1:6060"},
 		{"log-level", o.logLevel, "debug"},
 		{"log-format", o.logFormat, "json"},
+		{"log-store", string(c.LogStore), "boltdb"},
 	} {
 		if f.got != f.want {
 			t.Errorf("--%s = %q, want %q from the environment", f.name, f.got, f.want)
@@ -161,6 +164,8 @@ func TestParseErrors(t *testing.T) {
 		{"stray argument after flags", []string{"--node-id", "a", "b"}, nil, []string{`"b"`}},
 		{"unknown flag", []string{"--no-such-flag"}, nil, []string{"no-such-flag"}},
 		{"non-integer flag", []string{"--partitions", "four"}, nil, []string{"four"}},
+		{"unknown log store", []string{"--log-store", "rocksdb"}, nil, []string{"--log-store", `"rocksdb"`, "wal or boltdb"}},
+		{"unknown log store from the environment", nil, map[string]string{"KAHUNA_LOG_STORE": "WAL"}, []string{"--log-store", `"WAL"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer

@@ -90,13 +90,17 @@ func TestNoFlagsDefaults(t *testing.T) {
 	var meta struct {
 		NodeID     string `json:"nodeId"`
 		Partitions int    `json:"partitions"`
+		LogStore   string `json:"logStore"`
 	}
 	if err := json.Unmarshal(b, &meta); err != nil {
 		t.Fatalf("node.json: %v: %s", err, b)
 	}
 	host, _ := os.Hostname()
-	if meta.NodeID != host || meta.Partitions != 1 {
-		t.Errorf("node.json has node %q, %d partitions; want the host name %q and 1", meta.NodeID, meta.Partitions, host)
+	if meta.NodeID != host || meta.Partitions != 1 || meta.LogStore != "wal" {
+		t.Errorf("node.json has node %q, %d partitions, log store %q; want the host name %q, 1 and wal", meta.NodeID, meta.Partitions, meta.LogStore, host)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kahuna-data", "partitions", "0", "wal")); err != nil {
+		t.Errorf("partition 0 has no raft-wal directory: %v", err)
 	}
 
 	c := p.Client()
@@ -201,6 +205,32 @@ func TestPartitionCountMismatch(t *testing.T) {
 	}
 	expectHeld(t, p.Client(), "kept", "owner", token)
 	p.Stop()
+}
+
+// TestLogStoreMismatch starts a data directory with the other engine than
+// it was created with: a clear error, and the data is untouched.
+func TestLogStoreMismatch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ created, other string }{{"wal", "boltdb"}, {"boltdb", "wal"}} {
+		t.Run(tc.created, func(t *testing.T) {
+			t.Parallel()
+			n := testutil.NewNode(t, kahunadBin)
+			var create []string
+			if tc.created != "wal" {
+				create = []string{"--log-store", tc.created}
+			}
+			p := n.StartReady(t, create...)
+			token := lock(t, p.Client(), "kept", "owner")
+			p.Stop()
+
+			p = n.Start(t, "--log-store", tc.other)
+			expectExit(t, p, 1, "kahunad: ", "was created with --log-store "+tc.created, "--log-store is "+tc.other, "fixed")
+
+			p = n.StartReady(t)
+			expectHeld(t, p.Client(), "kept", "owner", token)
+			p.Stop()
+		})
+	}
 }
 
 func TestNodeIDMismatch(t *testing.T) {

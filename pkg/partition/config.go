@@ -85,6 +85,9 @@ type Config struct {
 	NodeID string
 	// Dir holds one folder per partition.
 	Dir string
+	// LogStore is the engine of every partition's Raft log (default
+	// DefaultLogStore). The caller keeps it the same for a directory.
+	LogStore LogStore
 	// Count is the number of partitions.
 	Count int
 	// Mux carries every group's Raft transport.
@@ -131,6 +134,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.LogStore == "" {
+		c.LogStore = DefaultLogStore
+	}
 	if c.Raft == (RaftTimings{}) {
 		c.Raft = DefaultRaftTimings()
 	}
@@ -174,6 +180,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: partition count %d outside 1..%d", ErrInvalid, c.Count, MaxPartitions)
 	case c.Mux == nil:
 		return fmt.Errorf("%w: no transport mux", ErrInvalid)
+	}
+	if _, err := ParseLogStore(string(c.LogStore)); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
 }

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/kahuna-go/kahuna/pkg/fsm"
 	"github.com/kahuna-go/kahuna/pkg/logging"
@@ -28,7 +26,7 @@ type Group struct {
 	log     *slog.Logger
 	machine *fsm.Machine
 	raft    *raft.Raft
-	store   *raftboltdb.BoltStore
+	store   durableStore
 	logs    raft.LogStore
 	snaps   raft.SnapshotStore
 	trans   *raft.NetworkTransport
@@ -85,17 +83,9 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		}
 	}()
 
-	g.store, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(dir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			// Another process holding the file fails fast instead of hanging.
-			Timeout:        time.Second,
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
+	g.store, err = openDurableStore(cfg.LogStore, dir, hlog.Named("logstore"))
 	if err != nil {
-		return nil, fmt.Errorf("partition %d: open log store: %w", id, err)
+		return nil, fmt.Errorf("partition %d: %w", id, err)
 	}
 	cleanup = append(cleanup, g.store)
 	var durable raft.LogStore = g.store

@@ -36,6 +36,25 @@ func testConfig(id, dir string, count int) Config {
 	}
 }
 
+// eachLogStore runs test once per log store, as a subtest named after it.
+// Tests of what must survive a restart, a snapshot or a failover use it, so
+// that every engine passes the same checks.
+func eachLogStore(t *testing.T, test func(t *testing.T, store LogStore)) {
+	for _, store := range LogStores() {
+		t.Run(string(store), func(t *testing.T) { test(t, store) })
+	}
+}
+
+// withStore returns mutate with the log store set first.
+func withStore(store LogStore, mutate func(*Config)) func(*Config) {
+	return func(c *Config) {
+		c.LogStore = store
+		if mutate != nil {
+			mutate(c)
+		}
+	}
+}
+
 // startNode opens a node's partitions on addr ("127.0.0.1:0" for a fresh
 // port). mutate may adjust the config.
 func startNode(t testing.TB, id, dir, addr string, count int, mutate func(*Config)) *node {

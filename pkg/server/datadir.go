@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/partition"
 )
 
 // Data directory errors.
@@ -19,18 +22,27 @@ var (
 	ErrDataDirInUse      = errors.New("data directory in use")
 	ErrPartitionMismatch = errors.New("partition count differs from the data directory's")
 	ErrNodeIDMismatch    = errors.New("node ID differs from the data directory's")
+	ErrLogStoreMismatch  = errors.New("log store differs from the data directory's")
 )
 
 // metaFile records what a data directory was created with. Raft state under
-// it is only meaningful with the same node ID and partition count.
+// it is only meaningful with the same node ID, partition count and log
+// store.
 const metaFile = "node.json"
 
 type meta struct {
-	FormatVersion int       `json:"formatVersion"`
-	NodeID        string    `json:"nodeId"`
-	Partitions    int       `json:"partitions"`
-	CreatedAt     time.Time `json:"createdAt"`
+	FormatVersion int    `json:"formatVersion"`
+	NodeID        string `json:"nodeId"`
+	Partitions    int    `json:"partitions"`
+	// LogStore is absent from directories made before raft-wal was
+	// supported; those hold boltdb logs.
+	LogStore  partition.LogStore `json:"logStore,omitempty"`
+	CreatedAt time.Time          `json:"createdAt"`
 }
+
+// logStoreBeforeChoice is the engine of a directory whose node.json names
+// none.
+const logStoreBeforeChoice = partition.LogStoreBoltDB
 
 const metaFormatVersion = 1
 
@@ -43,11 +55,20 @@ type dataDir struct {
 	fresh bool
 }
 
+// dataDirWants is what the flags ask of a data directory. Zero values
+// mean "whatever is stored, else the default".
+type dataDirWants struct {
+	NodeID            string
+	Partitions        int
+	DefaultPartitions int
+	LogStore          partition.LogStore
+	Hostname          func() (string, error)
+}
+
 // openDataDir creates (if needed) and locks the data directory, and settles
-// the node ID and partition count against what it was created with.
-// nodeID and partitions may be zero values, meaning "whatever is stored, else
-// the default".
-func openDataDir(path, nodeID string, partitions, defaultPartitions int, hostname func() (string, error)) (*dataDir, error) {
+// the node ID, partition count and log store against what it was created
+// with.
+func openDataDir(path string, want dataDirWants) (*dataDir, error) {
 	if err := os.MkdirAll(path, 0o750); err != nil {
 		return nil, fmt.Errorf("%w: create %s: %w", ErrDataDir, path, err)
 	}
@@ -66,15 +87,15 @@ func openDataDir(path, nodeID string, partitions, defaultPartitions int, hostnam
 	stored, err := readMeta(filepath.Join(path, metaFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		nodeID := want.NodeID
 		if nodeID == "" {
-			if nodeID, err = hostname(); err != nil || nodeID == "" {
+			if nodeID, err = want.Hostname(); err != nil || nodeID == "" {
 				return nil, fmt.Errorf("%w: no --node-id given and the host name is unknown: %w", ErrDataDir, err)
 			}
 		}
-		if partitions == 0 {
-			partitions = defaultPartitions
-		}
-		d.meta = meta{FormatVersion: metaFormatVersion, NodeID: nodeID, Partitions: partitions, CreatedAt: time.Now().UTC()}
+		partitions := cmp.Or(want.Partitions, want.DefaultPartitions)
+		store := cmp.Or(want.LogStore, partition.DefaultLogStore)
+		d.meta = meta{FormatVersion: metaFormatVersion, NodeID: nodeID, Partitions: partitions, LogStore: store, CreatedAt: time.Now().UTC()}
 		if err := writeMeta(path, d.meta); err != nil {
 			return nil, err
 		}
@@ -82,13 +103,24 @@ func openDataDir(path, nodeID string, partitions, defaultPartitions int, hostnam
 	case err != nil:
 		return nil, err
 	default:
-		if nodeID != "" && nodeID != stored.NodeID {
+		if want.NodeID != "" && want.NodeID != stored.NodeID {
 			return nil, fmt.Errorf("%w: %s belongs to node %q, but --node-id is %q; use the node's own data directory or the same ID",
-				ErrNodeIDMismatch, path, stored.NodeID, nodeID)
+				ErrNodeIDMismatch, path, stored.NodeID, want.NodeID)
 		}
-		if partitions != 0 && partitions != stored.Partitions {
+		if want.Partitions != 0 && want.Partitions != stored.Partitions {
 			return nil, fmt.Errorf("%w: %s was created with %d partitions, but --partitions is %d; the count is fixed when a cluster is created",
-				ErrPartitionMismatch, path, stored.Partitions, partitions)
+				ErrPartitionMismatch, path, stored.Partitions, want.Partitions)
+		}
+		if stored.LogStore == "" {
+			// Say it from now on, so that the file alone tells.
+			stored.LogStore = logStoreBeforeChoice
+			if err := writeMeta(path, stored); err != nil {
+				return nil, err
+			}
+		}
+		if want.LogStore != "" && want.LogStore != stored.LogStore {
+			return nil, fmt.Errorf("%w: %s was created with --log-store %s, but --log-store is %s; the log store is fixed when a data directory is created",
+				ErrLogStoreMismatch, path, stored.LogStore, want.LogStore)
 		}
 		d.meta = stored
 	}
@@ -134,6 +166,11 @@ func readMeta(name string) (meta, error) {
 	if m.FormatVersion != metaFormatVersion || m.NodeID == "" || m.Partitions < 1 {
 		return meta{}, fmt.Errorf("%w: %s has format %d, node %q, %d partitions; this kahunad reads format %d",
 			ErrDataDir, name, m.FormatVersion, m.NodeID, m.Partitions, metaFormatVersion)
+	}
+	if m.LogStore != "" {
+		if _, err := partition.ParseLogStore(string(m.LogStore)); err != nil {
+			return meta{}, fmt.Errorf("%w: %s: %w", ErrDataDir, name, err)
+		}
 	}
 	return m, nil
 }

@@ -17,7 +17,7 @@ func host(name string) func() (string, error) {
 
 func TestDataDirRemembersNodeAndPartitions(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	d, err := openDataDir(dir, "", 0, 8, host("box-1"))
+	d, err := openDataDir(dir, dataDirWants{DefaultPartitions: 8, Hostname: host("box-1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,13 +25,13 @@ func TestDataDirRemembersNodeAndPartitions(t *testing.T) {
 		t.Fatalf("fresh dir: %+v", d.meta)
 	}
 	// While it is open, nobody else may use it.
-	if _, err := openDataDir(dir, "", 0, 8, host("box-1")); !errors.Is(err, ErrDataDirInUse) {
+	if _, err := openDataDir(dir, dataDirWants{DefaultPartitions: 8, Hostname: host("box-1")}); !errors.Is(err, ErrDataDirInUse) {
 		t.Fatalf("second open: %v", err)
 	}
 	d.close()
 
 	// Reopened: stored values win over defaults and the host name.
-	d, err = openDataDir(dir, "", 0, 16, host("renamed-box"))
+	d, err = openDataDir(dir, dataDirWants{DefaultPartitions: 16, Hostname: host("renamed-box")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,18 +40,63 @@ func TestDataDirRemembersNodeAndPartitions(t *testing.T) {
 	}
 	d.close()
 
-	if _, err := openDataDir(dir, "", 16, 8, host("box-1")); !errors.Is(err, ErrPartitionMismatch) {
+	if _, err := openDataDir(dir, dataDirWants{Partitions: 16, DefaultPartitions: 8, Hostname: host("box-1")}); !errors.Is(err, ErrPartitionMismatch) {
 		t.Fatalf("partition mismatch: %v", err)
 	}
-	if _, err := openDataDir(dir, "other", 0, 8, host("box-1")); !errors.Is(err, ErrNodeIDMismatch) {
+	if _, err := openDataDir(dir, dataDirWants{NodeID: "other", DefaultPartitions: 8, Hostname: host("box-1")}); !errors.Is(err, ErrNodeIDMismatch) {
 		t.Fatalf("node mismatch: %v", err)
 	}
 	// Matching explicit values are fine.
-	d, err = openDataDir(dir, "box-1", 8, 8, host("x"))
+	d, err = openDataDir(dir, dataDirWants{NodeID: "box-1", Partitions: 8, DefaultPartitions: 8, Hostname: host("x")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.close()
+}
+
+func TestDataDirRemembersTheLogStore(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDataDir(dir, dataDirWants{DefaultPartitions: 1, Hostname: host("h")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.meta.LogStore != partition.LogStoreWAL {
+		t.Fatalf("a new directory got log store %q, want the default wal", d.meta.LogStore)
+	}
+	d.close()
+	if _, err := openDataDir(dir, dataDirWants{LogStore: partition.LogStoreBoltDB, Hostname: host("h")}); !errors.Is(err, ErrLogStoreMismatch) {
+		t.Fatalf("boltdb on a wal directory: %v", err)
+	}
+	d, err = openDataDir(dir, dataDirWants{LogStore: partition.LogStoreWAL, Hostname: host("h")})
+	if err != nil {
+		t.Fatalf("the same store again: %v", err)
+	}
+	d.close()
+
+	// A directory from before the choice existed holds boltdb logs, and
+	// node.json says so from its first open on.
+	old := t.TempDir()
+	os.WriteFile(filepath.Join(old, metaFile), []byte(`{"formatVersion":1,"nodeId":"a","partitions":2}`), 0o600)
+	d, err = openDataDir(old, dataDirWants{Hostname: host("h")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.close()
+	if d.meta.LogStore != partition.LogStoreBoltDB {
+		t.Fatalf("an old directory opened as %q", d.meta.LogStore)
+	}
+	if m, err := readMeta(filepath.Join(old, metaFile)); err != nil || m.LogStore != partition.LogStoreBoltDB {
+		t.Fatalf("node.json after the first open: %+v, %v", m, err)
+	}
+	if _, err := openDataDir(old, dataDirWants{LogStore: partition.LogStoreWAL, Hostname: host("h")}); !errors.Is(err, ErrLogStoreMismatch) {
+		t.Fatalf("wal on an old directory: %v", err)
+	}
+
+	unknown := t.TempDir()
+	os.WriteFile(filepath.Join(unknown, metaFile), []byte(`{"formatVersion":1,"nodeId":"a","partitions":2,"logStore":"rocks"}`), 0o600)
+	if _, err := openDataDir(unknown, dataDirWants{Hostname: host("h")}); !errors.Is(err, ErrDataDir) {
+		t.Fatalf("an unknown store in node.json: %v", err)
+	}
 }
 
 func TestDataDirErrors(t *testing.T) {
@@ -59,21 +104,21 @@ func TestDataDirErrors(t *testing.T) {
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := openDataDir(filepath.Join(file, "data"), "", 0, 8, host("h")); !errors.Is(err, ErrDataDir) {
+	if _, err := openDataDir(filepath.Join(file, "data"), dataDirWants{DefaultPartitions: 8, Hostname: host("h")}); !errors.Is(err, ErrDataDir) {
 		t.Fatalf("dir beneath a file: %v", err)
 	}
 	damaged := t.TempDir()
 	os.WriteFile(filepath.Join(damaged, metaFile), []byte("{not json"), 0o600)
-	if _, err := openDataDir(damaged, "", 0, 8, host("h")); !errors.Is(err, ErrDataDir) {
+	if _, err := openDataDir(damaged, dataDirWants{DefaultPartitions: 8, Hostname: host("h")}); !errors.Is(err, ErrDataDir) {
 		t.Fatalf("damaged node.json: %v", err)
 	}
 	future := t.TempDir()
 	os.WriteFile(filepath.Join(future, metaFile), []byte(`{"formatVersion":9,"nodeId":"a","partitions":2}`), 0o600)
-	if _, err := openDataDir(future, "", 0, 8, host("h")); !errors.Is(err, ErrDataDir) {
+	if _, err := openDataDir(future, dataDirWants{DefaultPartitions: 8, Hostname: host("h")}); !errors.Is(err, ErrDataDir) {
 		t.Fatalf("future format: %v", err)
 	}
 	noHost := func() (string, error) { return "", errors.New("no name") }
-	if _, err := openDataDir(t.TempDir(), "", 0, 8, noHost); !errors.Is(err, ErrDataDir) {
+	if _, err := openDataDir(t.TempDir(), dataDirWants{DefaultPartitions: 8, Hostname: noHost}); !errors.Is(err, ErrDataDir) {
 		t.Fatalf("no host name: %v", err)
 	}
 }
@@ -97,6 +142,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"too many parts":  func(c *Config) { c.Partitions = partition.MaxPartitions + 1 },
 		"negative expect": func(c *Config) { c.BootstrapExpect = -1 },
 		"bad advertise":   func(c *Config) { c.AdvertiseRaft = "nope" },
+		"bad log store":   func(c *Config) { c.LogStore = "rocksdb" },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(t)

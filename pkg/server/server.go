@@ -65,6 +65,8 @@ type Config struct {
 	BootstrapExpect int
 	// Partitions is 0 for "as stored, else DefaultPartitions".
 	Partitions int
+	// LogStore is "" for "as stored, else partition.DefaultLogStore".
+	LogStore partition.LogStore
 
 	Logger *slog.Logger
 	Clock  clock.Clock
@@ -155,6 +157,11 @@ func (c *Config) validate() error {
 	if c.Partitions < 0 || c.Partitions > partition.MaxPartitions {
 		return fmt.Errorf("%w: --partitions must be between 1 and %d, got %d", ErrConfig, partition.MaxPartitions, c.Partitions)
 	}
+	if c.LogStore != "" {
+		if _, err := partition.ParseLogStore(string(c.LogStore)); err != nil {
+			return fmt.Errorf("%w: --log-store: %w", ErrConfig, err)
+		}
+	}
 	for _, a := range []struct{ flag, addr string }{
 		{"--http-addr", c.HTTPAddr}, {"--raft-addr", c.RaftAddr}, {"--gossip-addr", c.GossipAddr},
 		{"--advertise-http", c.AdvertiseHTTP}, {"--advertise-raft", c.AdvertiseRaft}, {"--advertise-gossip", c.AdvertiseGossip},
@@ -224,7 +231,13 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}()
 
-	s.data, err = openDataDir(cfg.DataDir, cfg.NodeID, cfg.Partitions, DefaultPartitions(cfg.BootstrapExpect), cfg.Hostname)
+	s.data, err = openDataDir(cfg.DataDir, dataDirWants{
+		NodeID:            cfg.NodeID,
+		Partitions:        cfg.Partitions,
+		DefaultPartitions: DefaultPartitions(cfg.BootstrapExpect),
+		LogStore:          cfg.LogStore,
+		Hostname:          cfg.Hostname,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +264,7 @@ func New(cfg Config) (_ *Server, err error) {
 		NodeID:      nodeID,
 		Dir:         s.data.partitionsDir(),
 		Count:       s.data.meta.Partitions,
+		LogStore:    s.data.meta.LogStore,
 		Mux:         s.mux,
 		Clock:       cfg.Clock,
 		Logger:      s.log,
@@ -364,7 +378,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}()
 	s.log.Info("kahunad started",
 		"node", nodeID, "http", s.httpAddr, "raft", s.raftAddr,
-		"data_dir", cfg.DataDir, "partitions", s.parts.Count(), "new_data_dir", s.data.fresh)
+		"data_dir", cfg.DataDir, "partitions", s.parts.Count(), "log_store", s.data.meta.LogStore, "new_data_dir", s.data.fresh)
 	return s, nil
 }
 
