@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +20,9 @@ type procCluster struct {
 	ids   []string
 }
 
-func startProcCluster(t *testing.T, size int) *procCluster {
+// startProcCluster starts size nodes with the extra flags and waits until
+// every one is ready.
+func startProcCluster(t *testing.T, size int, extra ...string) *procCluster {
 	t.Helper()
 	c := &procCluster{t: t}
 	var joins []string
@@ -30,7 +33,7 @@ func startProcCluster(t *testing.T, size int) *procCluster {
 		joins = append(joins, n.GossipAddr)
 	}
 	for i, n := range c.nodes {
-		n.Args = []string{"--node-id", c.ids[i], "--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(joins, ",")}
+		n.Args = append([]string{"--node-id", c.ids[i], "--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(joins, ",")}, extra...)
 	}
 	c.procs = make([]*testutil.Process, size)
 	// Start in reverse order, a little apart: the first has nobody to
@@ -163,6 +166,164 @@ func TestClusterOfProcesses(t *testing.T) {
 			t.Fatalf("leaders not spread over the three nodes: %v", l)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	for _, p := range c.procs {
+		p.Stop()
+	}
+}
+
+// leaderWatch polls one node's view of the partition leaders and records
+// every change, so a test can tell when leaders settled and how often each
+// partition moved.
+type leaderWatch struct {
+	mu      sync.Mutex
+	current []string
+	moves   []int // per partition, changes from one known leader to another
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func (c *procCluster) watchLeaders(via func() int) *leaderWatch {
+	w := &leaderWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			l := c.leaders(via())
+			if l == nil || slices.Contains(l, "") {
+				continue // an election: the next known leader is what counts
+			}
+			w.mu.Lock()
+			if w.current == nil {
+				w.moves = make([]int, len(l))
+			} else {
+				for p := range l {
+					if l[p] != w.current[p] {
+						w.moves[p]++
+					}
+				}
+			}
+			w.current = l
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// reset starts counting moves afresh.
+func (w *leaderWatch) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	clear(w.moves)
+}
+
+func (w *leaderWatch) snapshot() (leaders []string, moves []int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.current), slices.Clone(w.moves)
+}
+
+func (w *leaderWatch) close() {
+	close(w.stop)
+	<-w.done
+}
+
+// spread reports whether leaders cover the given nodes with max − min ≤ 1.
+func spread(leaders []string, nodes []string) bool {
+	if len(leaders) == 0 {
+		return false
+	}
+	count := map[string]int{}
+	for _, id := range nodes {
+		count[id] = 0
+	}
+	for _, l := range leaders {
+		if _, ok := count[l]; !ok {
+			return false
+		}
+		count[l]++
+	}
+	lo, hi := len(leaders), 0
+	for _, n := range count {
+		lo, hi = min(lo, n), max(hi, n)
+	}
+	return hi-lo <= 1
+}
+
+// waitSpread waits until the watched leaders are spread over nodes and
+// returns how long that took.
+func waitSpread(t *testing.T, w *leaderWatch, nodes []string, limit time.Duration, what string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if l, _ := w.snapshot(); spread(l, nodes) {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			l, _ := w.snapshot()
+			t.Fatalf("%s: leaders %v not spread over %v within %v", what, l, nodes, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLeadersSpreadFromTheStart forms a cluster of real processes with the
+// production settings: within 3 s of every node being ready each node leads
+// a partition, and after a kill -9 and restart the node takes its share
+// back within 5 s of being ready again. No partition moves more than once
+// per event, and nothing moves once leaders are spread.
+func TestLeadersSpreadFromTheStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three processes")
+	}
+	t.Parallel()
+	c := startProcCluster(t, 3)
+	// startProcCluster returns once every node is ready.
+	var viaMu sync.Mutex
+	via := 0
+	w := c.watchLeaders(func() int { viaMu.Lock(); defer viaMu.Unlock(); return via })
+	defer w.close()
+	took := waitSpread(t, w, c.ids, 3*time.Second, "after formation")
+	t.Logf("leaders spread %v after every node was ready", took.Round(time.Millisecond))
+	time.Sleep(2 * time.Second) // would show a flap
+	leaders, moves := w.snapshot()
+	for p, m := range moves {
+		if m > 1 {
+			t.Errorf("partition %d moved %d times after formation (leaders now %v)", p, m, leaders)
+		}
+	}
+	if !spread(leaders, c.ids) {
+		t.Fatalf("leaders %v no longer spread", leaders)
+	}
+
+	victim := c.index(leaders[0])
+	viaMu.Lock()
+	via = (victim + 1) % 3
+	viaMu.Unlock()
+	c.procs[victim].Kill()
+	rest := slices.Delete(slices.Clone(c.ids), victim, victim+1)
+	waitSpread(t, w, rest, 10*time.Second, "after the kill")
+	time.Sleep(time.Second)
+	w.reset()
+	c.procs[victim] = c.nodes[victim].Start(t)
+	if err := c.procs[victim].WaitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	took = waitSpread(t, w, c.ids, 5*time.Second, "after the restart")
+	t.Logf("the restarted node led its share %v after it was ready", took.Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	leaders, moves = w.snapshot()
+	for p, m := range moves {
+		if m > 1 {
+			t.Errorf("partition %d moved %d times after the restart (leaders now %v)", p, m, leaders)
+		}
+	}
+	if !spread(leaders, c.ids) {
+		t.Fatalf("leaders %v no longer spread", leaders)
 	}
 	for _, p := range c.procs {
 		p.Stop()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kahuna-go/kahuna/internal/testutil"
+	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/placement"
 	"github.com/kahuna-go/kahuna/pkg/server"
 )
@@ -209,8 +210,10 @@ func TestWaitThroughAFollower(t *testing.T) {
 // contract's 3 s, that persistent locks and tokens are intact, that the
 // surviving nodes serve requests for every partition, and that tokens keep
 // growing for both durabilities.
-func TestLeaderKillFailover(t *testing.T) {
-	c := Start(t, Options{Nodes: 3})
+func TestLeaderKillFailover(t *testing.T) { EachLogStore(t, testLeaderKillFailover) }
+
+func testLeaderKillFailover(t *testing.T, store partition.LogStore) {
+	c := Start(t, Options{Nodes: 3, LogStore: store})
 	ctx := Ctx(t)
 	held := map[string]testutil.Reply{}
 	ephTokens := map[string]int64{}
@@ -259,7 +262,11 @@ func TestLeaderKillFailover(t *testing.T) {
 // is down, restarts it on its data directory, and checks that it catches up
 // without a new bootstrap and gets leaders back.
 func TestRestartedNodeCatchesUpAndTakesItsShare(t *testing.T) {
-	c := Start(t, Options{Nodes: 3})
+	EachLogStore(t, testRestartedNodeCatchesUpAndTakesItsShare)
+}
+
+func testRestartedNodeCatchesUpAndTakesItsShare(t *testing.T, store partition.LogStore) {
+	c := Start(t, Options{Nodes: 3, LogStore: store})
 	ctx := Ctx(t)
 	c.Kill(2)
 	c.WaitFor(5*time.Second, "leaders without n3", func() bool {
@@ -287,6 +294,39 @@ func TestRestartedNodeCatchesUpAndTakesItsShare(t *testing.T) {
 	restart := strings.LastIndex(logs, "new_data_dir=false")
 	if restart < 0 || strings.Contains(logs[restart:], "cluster formed") {
 		t.Fatal("the restarted node bootstrapped again")
+	}
+}
+
+// TestHealedNodeTakesItsShareBack cuts a node off until the others lead
+// every partition, heals the cut, and checks that the node leads its share
+// again within 5 s of being ready, each partition moving once.
+func TestHealedNodeTakesItsShareBack(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	victim := c.LeaderIndex(0)
+	id := c.Nodes[victim].ID
+	c.Isolate(victim, true)
+	c.WaitFor(10*time.Second, "the others lead every partition", func() bool {
+		l := c.Leaders()
+		return !slices.Contains(l, "") && !slices.Contains(l, id)
+	})
+	before := c.Leaders()
+	c.Isolate(victim, false)
+	c.WaitReady(10 * time.Second)
+	ready := time.Now()
+	c.WaitFor(5*time.Second, "the healed node leads its share", func() bool {
+		return c.Balanced() && slices.Contains(c.Leaders(), id)
+	})
+	t.Logf("balanced %v after the healed node was ready", time.Since(ready).Round(time.Millisecond))
+	time.Sleep(time.Second) // would show a flap
+	after := c.Leaders()
+	moved := 0
+	for p := range after {
+		if after[p] != before[p] {
+			moved++
+		}
+	}
+	if !c.Balanced() || moved != 1 {
+		t.Fatalf("leaders went from %v to %v: %d moves, want 1", before, after, moved)
 	}
 }
 
@@ -338,8 +378,10 @@ func TestIsolatedLeaderStopsGranting(t *testing.T) {
 // must answer 101 (never a stale or unsafe answer), service must resume
 // when a majority is back, and after every node restarts the acknowledged
 // locks are all there.
-func TestMajorityLossAndFullRestart(t *testing.T) {
-	c := Start(t, Options{Nodes: 3})
+func TestMajorityLossAndFullRestart(t *testing.T) { EachLogStore(t, testMajorityLossAndFullRestart) }
+
+func testMajorityLossAndFullRestart(t *testing.T, store partition.LogStore) {
+	c := Start(t, Options{Nodes: 3, LogStore: store})
 	ctx := Ctx(t)
 	held := map[string]int64{}
 	for p := range 3 {
@@ -364,9 +406,9 @@ func TestMajorityLossAndFullRestart(t *testing.T) {
 		rep, err := survivor.TryLock(ctx, lockReq(resourceIn(0, 3, "maj"), "keeper", time.Hour))
 		return err == nil && rep.Type == testutil.Locked
 	})
-	// Everyone down, everyone back.
+	// Everyone down without a goodbye, everyone back.
 	for i := range c.Nodes {
-		c.Stop(i)
+		c.Kill(i)
 	}
 	for i := range c.Nodes {
 		c.StartNode(i)

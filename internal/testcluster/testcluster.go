@@ -25,6 +25,8 @@ import (
 type Options struct {
 	Nodes      int
 	Partitions int
+	// LogStore is every node's Raft log engine (default: the server's).
+	LogStore partition.LogStore
 	// Order is the order nodes start in (default 0, 1, …); Stagger is
 	// the pause between starts.
 	Order   []int
@@ -94,6 +96,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			Join:            joins,
 			BootstrapExpect: opts.Nodes,
 			Partitions:      opts.Partitions,
+			LogStore:        opts.LogStore,
 			Logger:          slog.New(slog.NewTextHandler(n.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", n.ID),
 			Raft:            partition.FastRaftTimings(),
 			Gossip:          membership.FastTimings(),
@@ -365,4 +368,13 @@ func tail(s string, lines int) string {
 		}
 	}
 	return s
+}
+
+// EachLogStore runs test once per Raft log engine, as a subtest named
+// after it: what must survive restarts, snapshots and failovers is checked
+// against every engine by the same test.
+func EachLogStore(t *testing.T, test func(t *testing.T, store partition.LogStore)) {
+	for _, store := range partition.LogStores() {
+		t.Run(string(store), func(t *testing.T) { test(t, store) })
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/membership"
@@ -11,60 +12,78 @@ import (
 )
 
 // Balancer spreads partition leaders over the healthy nodes, so that no node
-// leads more than one partition more than another (max − min ≤ 1). Every
-// node runs one, but only the most loaded node (the lowest ID among ties)
-// acts, handing one of its partitions to the least loaded node per round;
-// that keeps nodes from moving leaders against each other.
+// leads more than one partition more than another (max − min ≤ 1).
+//
+// Every node runs one and computes the same plan from the same view: the
+// fewest moves that balance the leaders, each partition moved at most once.
+// A node carries out the moves of the partitions it leads, all at once, so a
+// new cluster whose partitions all elected one node is balanced in one
+// round, and a node that comes back gets its share in one round too.
 //
 // Gossip alone is not proof that a node can take a leadership: a node cut
-// off from the others' Raft traffic may still gossip. So a move needs the
-// same plan two rounds in a row, and the target must pass Healthy (the
-// server asks its /readyz); a target that failed a transfer is left alone
-// for a while.
+// off from the others' Raft traffic may still gossip. So a plan is carried
+// out only after it has stood unchanged for Settle, and only to targets that
+// pass Healthy (the server asks their /readyz) at that moment; a target that
+// failed a transfer is left alone for a while.
 type Balancer struct {
-	Self     string
-	Parts    *partition.Set
-	Members  *membership.Membership
+	Self    string
+	Parts   *partition.Set
+	Members *membership.Membership
+	// Interval is how often the plan is recomputed; Settle is how long it
+	// must stand before it is carried out (default: two intervals).
 	Interval time.Duration
+	Settle   time.Duration
 	Log      *slog.Logger
 	// Healthy reports whether a node can serve; nil means gossip is
 	// trusted alone.
 	Healthy func(ctx context.Context, m membership.Member) bool
 
-	last    Plan
-	hasLast bool
-	backoff map[string]time.Time
+	last      []Move
+	lastSince time.Time
+	backoff   map[string]time.Time
 }
 
-// failedTargetPause is how many rounds a node that failed a transfer is
-// skipped as a target.
-const failedTargetPause = 10
+// failedTargetPause is how long a node that failed a transfer is skipped
+// as a target. A transfer to a node that cannot take over stalls the
+// partition's writes for up to an election timeout, so it is not retried
+// every round; and hashicorp/raft #696 can wedge a second transfer to the
+// same follower in one term while the first one's catch-up request still
+// waits in that follower's replication queue, which drains within its
+// longest back-off (~10 s) plus one RPC timeout (10 s).
+const failedTargetPause = 30 * time.Second
 
 // Run balances until ctx ends.
 func (b *Balancer) Run(ctx context.Context) {
+	if b.Settle == 0 {
+		b.Settle = 2 * b.Interval
+	}
 	t := time.NewTicker(b.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			b.round(ctx)
+		case now := <-t.C:
+			b.round(ctx, now)
 		}
 	}
 }
 
-// Plan is one leadership move.
-type Plan struct {
+// Move is one leadership transfer of a plan.
+type Move struct {
 	Partition int
 	From, To  string
 }
 
-// plan decides the next move from a snapshot of leaders and healthy nodes,
-// or returns false when leaders are balanced (or leadership is in flux).
-func plan(leaders []string, healthy []string) (Plan, bool) {
+// plan returns the fewest moves that leave every healthy node leading
+// within one partition of every other, given each partition's leader. Only
+// partitions led by healthy nodes move, each at most once; the most loaded
+// node gives to the least loaded, lowest IDs and partitions first, so every
+// node that sees the same leaders computes the same plan. It returns nil
+// when leaders are balanced or an election is under way.
+func plan(leaders []string, healthy []string) []Move {
 	if len(healthy) < 2 {
-		return Plan{}, false
+		return nil
 	}
 	count := map[string]int{}
 	for _, id := range healthy {
@@ -72,7 +91,7 @@ func plan(leaders []string, healthy []string) (Plan, bool) {
 	}
 	for _, l := range leaders {
 		if l == "" {
-			return Plan{}, false // an election is under way; look again later
+			return nil // an election is under way; look again later
 		}
 		if _, ok := count[l]; ok {
 			count[l]++
@@ -80,28 +99,39 @@ func plan(leaders []string, healthy []string) (Plan, bool) {
 	}
 	ids := slices.Clone(healthy)
 	slices.Sort(ids)
-	from, to := ids[0], ids[0]
-	for _, id := range ids {
-		if count[id] > count[from] {
-			from = id
+	moved := make([]bool, len(leaders))
+	var moves []Move
+	for {
+		from, to := ids[0], ids[0]
+		for _, id := range ids {
+			if count[id] > count[from] {
+				from = id
+			}
+			if count[id] < count[to] {
+				to = id
+			}
 		}
-		if count[id] < count[to] {
-			to = id
+		if count[from]-count[to] <= 1 {
+			return moves
 		}
-	}
-	if count[from]-count[to] <= 1 {
-		return Plan{}, false
-	}
-	for p, l := range leaders {
-		if l == from {
-			return Plan{Partition: p, From: from, To: to}, true
+		p := -1
+		for i, l := range leaders {
+			if l == from && !moved[i] {
+				p = i
+				break
+			}
 		}
+		if p < 0 {
+			return moves // cannot happen: from leads count[from] > 1 unmoved partitions
+		}
+		moved[p] = true
+		count[from]--
+		count[to]++
+		moves = append(moves, Move{Partition: p, From: from, To: to})
 	}
-	return Plan{}, false
 }
 
-func (b *Balancer) round(ctx context.Context) {
-	now := time.Now()
+func (b *Balancer) round(ctx context.Context, now time.Time) {
 	var healthy []string
 	members := map[string]membership.Member{}
 	for _, m := range b.Members.Members() {
@@ -114,32 +144,62 @@ func (b *Balancer) round(ctx context.Context) {
 	for i, g := range b.Parts.Groups() {
 		leaders[i], _ = g.Leader()
 	}
-	p, ok := plan(leaders, healthy)
-	stable := ok && b.hasLast && p == b.last
-	b.last, b.hasLast = p, ok
-	if !stable || p.From != b.Self {
+	moves := plan(leaders, healthy)
+	if !slices.Equal(moves, b.last) {
+		b.last, b.lastSince = moves, now
 		return
 	}
-	g := b.Parts.Group(p.Partition)
-	if !g.IsLeader() {
+	if len(moves) == 0 || now.Sub(b.lastSince) < b.Settle {
 		return
 	}
-	if b.Healthy != nil && !b.Healthy(ctx, members[p.To]) {
-		b.pause(p.To, now)
+	var mine []Move
+	for _, mv := range moves {
+		if mv.From == b.Self && b.Parts.Group(mv.Partition).IsLeader() {
+			mine = append(mine, mv)
+		}
+	}
+	if len(mine) == 0 {
 		return
 	}
-	b.Log.Info("moving partition leadership to balance the cluster", "partition", p.Partition, "to", p.To)
-	if err := g.TransferLeadership(p.To); err != nil {
-		b.Log.Warn("leadership transfer failed", "partition", p.Partition, "to", p.To, "err", err)
-		b.pause(p.To, now)
+	// Whatever happens next changes the leaders; the next plan starts
+	// its settling time afresh.
+	b.last = nil
+	healthyNow := b.probeTargets(ctx, mine, members)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, mv := range mine {
+		if !healthyNow[mv.To] {
+			b.Log.Debug("not moving a leadership to a node that is not ready", "partition", mv.Partition, "to", mv.To)
+			continue
+		}
+		wg.Go(func() {
+			b.Log.Info("moving partition leadership to balance the cluster", "partition", mv.Partition, "to", mv.To)
+			if err := b.Parts.Group(mv.Partition).TransferLeadership(mv.To); err != nil {
+				b.Log.Warn("leadership transfer failed", "partition", mv.Partition, "to", mv.To, "err", err)
+				mu.Lock()
+				b.pause(mv.To, now)
+				mu.Unlock()
+			}
+		})
 	}
-	b.hasLast = false
+	wg.Wait()
+}
+
+// probeTargets asks each distinct target of moves whether it can serve.
+func (b *Balancer) probeTargets(ctx context.Context, moves []Move, members map[string]membership.Member) map[string]bool {
+	out := map[string]bool{}
+	for _, mv := range moves {
+		if _, done := out[mv.To]; done {
+			continue
+		}
+		out[mv.To] = b.Healthy == nil || b.Healthy(ctx, members[mv.To])
+	}
+	return out
 }
 
 func (b *Balancer) pause(id string, now time.Time) {
 	if b.backoff == nil {
 		b.backoff = map[string]time.Time{}
 	}
-	b.backoff[id] = now.Add(failedTargetPause * b.Interval)
-	b.hasLast = false
+	b.backoff[id] = now.Add(failedTargetPause)
 }

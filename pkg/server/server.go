@@ -78,7 +78,8 @@ type Config struct {
 	LeaderWait  time.Duration
 	BodyTimeout time.Duration
 	Gossip      membership.Timings
-	// BalanceInterval is how often leaders are rebalanced (default 5 s).
+	// BalanceInterval is how often the leader balance is looked at
+	// (default 500 ms); a plan is carried out once it has stood for two.
 	BalanceInterval time.Duration
 	// Hostname defaults to os.Hostname.
 	Hostname func() (string, error)
@@ -146,7 +147,7 @@ func (c *Config) defaults() {
 		c.Hostname = os.Hostname
 	}
 	if c.BalanceInterval == 0 {
-		c.BalanceInterval = 5 * time.Second
+		c.BalanceInterval = 500 * time.Millisecond
 	}
 }
 
