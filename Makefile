@@ -44,12 +44,15 @@ bench-micro:
 # while nemeses strike, then every check. For example:
 #   make chaos CHAOS_DURATION=30m CHAOS_NEMESES=kill-leader,split CHAOS_NODES=5
 #   make chaos CHAOS_ARGS="-chaos.processes -chaos.seed 42"
+#   make chaos CHAOS_LOG_STORE=boltdb
 CHAOS_DURATION ?= 5m
 CHAOS_NEMESES ?= all
 CHAOS_NODES ?= 3
+CHAOS_LOG_STORE ?= wal
 chaos:
 	$(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' $(CHAOS_SUITE) -args \
-		-chaos.duration $(CHAOS_DURATION) -chaos.nemeses $(CHAOS_NEMESES) -chaos.nodes $(CHAOS_NODES) $(CHAOS_ARGS)
+		-chaos.duration $(CHAOS_DURATION) -chaos.nemeses $(CHAOS_NEMESES) -chaos.nodes $(CHAOS_NODES) \
+		-chaos.log-store $(CHAOS_LOG_STORE) $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kahuna-go/kahuna/internal/testutil"
+	"github.com/kahuna-go/kahuna/pkg/partition"
 )
 
 // The kill -9 test: concurrent clients lock, extend and unlock persistent
@@ -76,17 +77,77 @@ type k9Stats struct {
 	acked, pending, mustRetry atomic.Int64
 }
 
+// TestKill9Durability runs the kill -9 cycles against a single node and a
+// three-node cluster (every node killed at once), with each log store.
 func TestKill9Durability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill -9 cycles take about 15 s")
 	}
 	t.Parallel()
+	for _, store := range partition.LogStores() {
+		for _, nodes := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%s/nodes=%d", store, nodes), func(t *testing.T) {
+				t.Parallel()
+				kill9Cycles(t, store, nodes)
+			})
+		}
+	}
+}
+
+// k9Target is the node or cluster under test.
+type k9Target struct {
+	t     *testing.T
+	nodes []*testutil.Node
+	procs []*testutil.Process
+}
+
+func startK9Target(t *testing.T, store partition.LogStore, size int) *k9Target {
+	if size == 1 {
+		n := testutil.NewNode(t, kahunadBin)
+		n.Args = []string{"--partitions", "4", "--node-id", "k9", "--log-store", string(store)}
+		return &k9Target{t: t, nodes: []*testutil.Node{n}, procs: []*testutil.Process{n.StartReady(t)}}
+	}
+	c := startProcCluster(t, size, "--log-store", string(store))
+	return &k9Target{t: t, nodes: c.nodes, procs: c.procs}
+}
+
+// client is worker w's way in: workers are spread over the nodes, so a
+// cluster also forwards.
+func (k *k9Target) client(w int) *testutil.Client { return k.procs[w%len(k.procs)].Client() }
+
+// killAll kill -9s every node at once.
+func (k *k9Target) killAll() {
+	var wg sync.WaitGroup
+	for _, p := range k.procs {
+		wg.Go(p.Kill)
+	}
+	wg.Wait()
+}
+
+// restartAll starts every node on its data directory and waits until all
+// are ready.
+func (k *k9Target) restartAll() {
+	k.t.Helper()
+	for i, n := range k.nodes {
+		k.procs[i] = n.Start(k.t)
+	}
+	for _, p := range k.procs {
+		if err := p.WaitReady(30 * time.Second); err != nil {
+			k.t.Fatal(err)
+		}
+	}
+}
+
+func (k *k9Target) stopAll() {
+	for _, p := range k.procs {
+		p.Stop()
+	}
+}
+
+func kill9Cycles(t *testing.T, store partition.LogStore, size int) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
-
-	n := testutil.NewNode(t, kahunadBin)
-	n.Args = []string{"--partitions", "4", "--node-id", "k9"}
-	p := n.StartReady(t)
+	target := startK9Target(t, store, size)
 
 	res := make([][]*k9Resource, k9Workers)
 	for w := range res {
@@ -100,17 +161,17 @@ func TestKill9Durability(t *testing.T) {
 	}
 
 	for cycle := range k9Cycles {
-		lockEphemerals(t, p.Client(), ephMax, cycle)
+		lockEphemerals(t, target.client(cycle), ephMax, cycle)
 
 		var stats k9Stats
 		var wg sync.WaitGroup
 		for w := range k9Workers {
 			wg.Go(func() {
-				k9Worker(t, p.Client(), res[w], rand.New(rand.NewPCG(seed, uint64(cycle*k9Workers+w))), &stats)
+				k9Worker(t, target.client(w), res[w], rand.New(rand.NewPCG(seed, uint64(cycle*k9Workers+w))), &stats)
 			})
 		}
 		time.Sleep(k9Load) // the load runs this long; then the crash
-		p.Kill()
+		target.killAll()
 		wg.Wait()
 		if t.Failed() {
 			t.FailNow()
@@ -118,8 +179,8 @@ func TestKill9Durability(t *testing.T) {
 		t.Logf("cycle %d: %d acknowledged operations, %d unknown outcomes at the kill, %d MustRetry",
 			cycle, stats.acked.Load(), stats.pending.Load(), stats.mustRetry.Load())
 
-		p = n.StartReady(t)
-		c := p.Client()
+		target.restartAll()
+		c := target.client(cycle + 1)
 		for i := range ephMax {
 			rep := retry101(t, func(ctx context.Context) (testutil.Reply, error) {
 				return c.GetInfo(ctx, testutil.LockRequest{Resource: ephName(i), Durability: testutil.Ephemeral})
@@ -132,8 +193,8 @@ func TestKill9Durability(t *testing.T) {
 		for w := range k9Workers {
 			vwg.Go(func() {
 				for _, r := range res[w] {
-					k9Verify(t, c, r)
-					k9Regrant(t, c, r, fmt.Sprintf("w%02d-c%d", w, cycle+1))
+					k9Verify(t, target.client(w), r)
+					k9Regrant(t, target.client(w), r, fmt.Sprintf("w%02d-c%d", w, cycle+1))
 				}
 			})
 		}
@@ -142,8 +203,8 @@ func TestKill9Durability(t *testing.T) {
 			t.FailNow()
 		}
 	}
-	lockEphemerals(t, p.Client(), ephMax, k9Cycles)
-	p.Stop()
+	lockEphemerals(t, target.client(0), ephMax, k9Cycles)
+	target.stopAll()
 }
 
 func ephName(i int) string { return fmt.Sprintf("k9/eph/%d", i) }

@@ -106,7 +106,11 @@ func TestLeaderFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three-node cluster")
 	}
-	c := startCluster(t, 3, 2)
+	eachLogStore(t, testLeaderFailover)
+}
+
+func testLeaderFailover(t *testing.T, store LogStore) {
+	c := startClusterWith(t, 3, 2, func(_ int, cfg *Config) { cfg.LogStore = store })
 	res := "failover"
 	p := placement.Partition(res, c.count)
 	held := c.do(Persistent, tryLock(res, "a", time.Hour))
@@ -323,8 +327,13 @@ func (s *rejectingStore) StoreLogs(logs []*raft.Log) error {
 // leader's shutdown hangs. Under steady writes that happened in about half
 // of the rejections; every round here must catch up.
 func TestFollowerCatchesUpAfterRejectingAnAppend(t *testing.T) {
+	eachLogStore(t, testFollowerCatchesUpAfterRejectingAnAppend)
+}
+
+func testFollowerCatchesUpAfterRejectingAnAppend(t *testing.T, store LogStore) {
 	stores := make([]*rejectingStore, 3)
 	c := startClusterWith(t, 3, 1, func(i int, cfg *Config) {
+		cfg.LogStore = store
 		cfg.WrapLogStore = func(_ int, s raft.LogStore) raft.LogStore {
 			stores[i] = &rejectingStore{LogStore: s}
 			return stores[i]

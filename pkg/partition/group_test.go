@@ -101,9 +101,11 @@ func TestGroupCommit(t *testing.T) {
 // TestRestart checks, in-process, that persistent locks survive a restart
 // from the data directory and ephemeral ones do not, while ephemeral tokens
 // keep growing.
-func TestRestart(t *testing.T) {
+func TestRestart(t *testing.T) { eachLogStore(t, testRestart) }
+
+func testRestart(t *testing.T, store LogStore) {
 	dir := t.TempDir()
-	n := startNode(t, "n1", dir, "127.0.0.1:0", 2, nil)
+	n := startNode(t, "n1", dir, "127.0.0.1:0", 2, withStore(store, nil))
 	n.bootstrapAlone()
 	n.waitServing()
 	p := n.do(Persistent, tryLock("keep", "a", time.Hour))
@@ -112,7 +114,7 @@ func TestRestart(t *testing.T) {
 	n.stop()
 
 	start := time.Now()
-	n2 := startNode(t, "n1", dir, n.addr, 2, nil)
+	n2 := startNode(t, "n1", dir, n.addr, 2, withStore(store, nil))
 	n2.bootstrapAlone() // harmless on a node with state
 	n2.waitServing()
 	down := time.Since(start)
@@ -141,12 +143,14 @@ func TestRestart(t *testing.T) {
 
 // TestSnapshotRestore forces Raft snapshots and log truncation, then checks
 // that a restart rebuilds the same state from snapshot plus log.
-func TestSnapshotRestore(t *testing.T) {
+func TestSnapshotRestore(t *testing.T) { eachLogStore(t, testSnapshotRestore) }
+
+func testSnapshotRestore(t *testing.T, store LogStore) {
 	dir := t.TempDir()
-	small := func(c *Config) {
+	small := withStore(store, func(c *Config) {
 		c.Raft.SnapshotThreshold = 16
 		c.Raft.TrailingLogs = 4
-	}
+	})
 	n := startNode(t, "n1", dir, "127.0.0.1:0", 1, small)
 	n.bootstrapAlone()
 	n.waitServing()

@@ -12,6 +12,7 @@ import (
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/chaos/workload"
 	"github.com/kahuna-go/kahuna/internal/netlab"
+	"github.com/kahuna-go/kahuna/pkg/partition"
 )
 
 // The long run (make chaos) is one test run with flags; without them
@@ -24,6 +25,7 @@ var (
 	flagClients   = flag.Int("chaos.clients", 12, "concurrent workload clients")
 	flagProcesses = flag.Bool("chaos.processes", false, "run real kahunad processes instead of in-process servers")
 	flagNetns     = flag.Bool("chaos.netns", false, "with -chaos.processes: run each process in its own network namespace, so partitions apply")
+	flagLogStore  = flag.String("chaos.log-store", string(partition.DefaultLogStore), "Raft log engine of every node: wal or boltdb")
 	flagArtifacts = flag.String("chaos.artifacts", "", "folder for a failed run's history and reports (default: a new folder under the temp dir)")
 )
 
@@ -44,6 +46,7 @@ type run struct {
 	clients   int
 	processes bool
 	netns     bool
+	store     partition.LogStore
 	// brisk paces faults closer together, for the short suite.
 	brisk bool
 }
@@ -57,13 +60,18 @@ func TestChaos(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		store, err := partition.ParseLogStore(*flagLogStore)
+		if err != nil {
+			t.Fatal(err)
+		}
 		experiment(t, run{seed: seedOrRandom(*flagSeed), nodes: *flagNodes, duration: *flagDuration,
-			nemeses: kinds, clients: *flagClients, processes: *flagProcesses, netns: *flagNetns})
+			nemeses: kinds, clients: *flagClients, processes: *flagProcesses, netns: *flagNetns, store: store})
 		return
 	}
 	// The short suite: fixed seeds, so a failure reproduces its choices,
-	// plus one fresh seed per run, printed, to keep finding new ones.
-	for _, r := range []run{
+	// plus one fresh seed per run, printed, to keep finding new ones; each
+	// with every log store.
+	runs := []run{
 		{seed: 1, nodes: 3, duration: 12 * time.Second, brisk: true},
 		{seed: 2, nodes: 5, duration: 10 * time.Second, brisk: true,
 			nemeses: []nemesis.Kind{nemesis.KillMajority, nemesis.Split, nemesis.Bridge, nemesis.IsolateLead, nemesis.KillLeader}},
@@ -71,12 +79,16 @@ func TestChaos(t *testing.T) {
 		// Real processes: kill -9 and SIGSTOP, and partitions where
 		// network namespaces can be made (root, as in CI).
 		{seed: 3, nodes: 3, duration: 12 * time.Second, brisk: true, processes: true, netns: netlab.Available() == nil},
-	} {
-		name := fmt.Sprintf("seed=%d/nodes=%d", r.seed, r.nodes)
-		if r.processes {
-			name += "/processes"
+	}
+	for _, store := range partition.LogStores() {
+		for _, r := range runs {
+			r.store = store
+			name := fmt.Sprintf("%s/seed=%d/nodes=%d", store, r.seed, r.nodes)
+			if r.processes {
+				name += "/processes"
+			}
+			t.Run(name, func(t *testing.T) { experiment(t, r) })
 		}
-		t.Run(name, func(t *testing.T) { experiment(t, r) })
 	}
 }
 
@@ -88,7 +100,7 @@ func seedOrRandom(s int64) int64 {
 }
 
 func experiment(t *testing.T, r run) {
-	rerun := fmt.Sprintf("-chaos.duration %v -chaos.seed %d -chaos.nodes %d", r.duration, r.seed, r.nodes)
+	rerun := fmt.Sprintf("-chaos.duration %v -chaos.seed %d -chaos.nodes %d -chaos.log-store %s", r.duration, r.seed, r.nodes, r.store)
 	if r.processes {
 		rerun += " -chaos.processes"
 	}
@@ -98,9 +110,9 @@ func experiment(t *testing.T, r run) {
 	t.Logf("seed %d (rerun: go test ./internal/chaos/suite -run TestChaos -args %s)", r.seed, rerun)
 	var target Target
 	if r.processes {
-		target = startProcesses(t, r.nodes, r.netns)
+		target = startProcesses(t, r.nodes, r.netns, r.store)
 	} else {
-		target = startInProcess(t, r.nodes)
+		target = startInProcess(t, r.nodes, r.store)
 	}
 	dir := *flagArtifacts
 	if dir == "" {

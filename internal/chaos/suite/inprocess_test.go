@@ -11,6 +11,7 @@ import (
 
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/testcluster"
+	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/server"
 )
 
@@ -25,9 +26,9 @@ type inProcess struct {
 
 // startInProcess starts an in-process cluster whose log stores can be
 // slowed.
-func startInProcess(t *testing.T, nodes int) *inProcess {
+func startInProcess(t *testing.T, nodes int, store partition.LogStore) *inProcess {
 	p := &inProcess{partitions: nodes, diskDelay: make([]atomic.Int64, nodes)}
-	p.c = testcluster.Start(t, testcluster.Options{Nodes: nodes, Mutate: func(i int, cfg *server.Config) {
+	p.c = testcluster.Start(t, testcluster.Options{Nodes: nodes, LogStore: store, Mutate: func(i int, cfg *server.Config) {
 		cfg.WrapLogStore = func(_ int, s raft.LogStore) raft.LogStore {
 			return slowStore{LogStore: s, delay: &p.diskDelay[i]}
 		}

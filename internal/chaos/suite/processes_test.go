@@ -14,6 +14,7 @@ import (
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/netlab"
 	"github.com/kahuna-go/kahuna/internal/testutil"
+	"github.com/kahuna-go/kahuna/pkg/partition"
 )
 
 // processes adapts a cluster of real kahunad processes to Target: kill -9
@@ -36,7 +37,7 @@ var (
 	buildErr  error
 )
 
-func startProcesses(t *testing.T, size int, netns bool) *processes {
+func startProcesses(t *testing.T, size int, netns bool, store partition.LogStore) *processes {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kahuna-chaos-bin-")
 		if err != nil {
@@ -79,7 +80,7 @@ func startProcesses(t *testing.T, size int, netns bool) *processes {
 		joins = append(joins, n.GossipAddr)
 	}
 	for i, n := range p.nodes {
-		n.Args = []string{"--node-id", p.ids[i], "--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(joins, ",")}
+		n.Args = []string{"--node-id", p.ids[i], "--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(joins, ","), "--log-store", string(store)}
 		p.procs = append(p.procs, n.Start(t))
 	}
 	if err := p.WaitReady(60 * time.Second); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/kahuna-go/kahuna/internal/chaos/check"
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/chaos/workload"
+	"github.com/kahuna-go/kahuna/pkg/partition"
 )
 
 // amnesiac is a cluster whose disks forget everything when a node
@@ -36,7 +37,7 @@ func TestSuiteCatchesLostWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster twice")
 	}
-	c := startInProcess(t, 3)
+	c := startInProcess(t, 3, partition.DefaultLogStore)
 	dir := t.TempDir()
 	res, err := Run(Config{
 		Workload:     workload.Config{Clients: 4},
