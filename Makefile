@@ -3,7 +3,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build run test vet fmt-check bench bench-micro chaos clean
+.PHONY: all build run test vet fmt-check bench bench-peers bench-micro chaos clean
 
 all: build
 
@@ -22,10 +22,15 @@ run: build
 CHAOS_SUITE := ./internal/chaos/suite
 test: vet fmt-check
 	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v '/internal/chaos/suite$$')
+	cd $(PEERS) && $(GO) test -race ./...
 	$(GO) test -race -timeout 10m $(CHAOS_SUITE)
 
+# The peer comparison is its own module (bench/peers), so that etcd's and
+# Redis's clients stay out of Kahuna's go.mod.
+PEERS := bench/peers
 vet:
 	$(GO) vet ./...
+	cd $(PEERS) && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -35,6 +40,12 @@ fmt-check:
 # Pass arguments with BENCH_ARGS, e.g. make bench BENCH_ARGS="-duration 30s".
 bench:
 	scripts/bench.sh $(BENCH_ARGS)
+
+# Kahuna against etcd and Redis, each through its Go client, all started
+# fresh on this machine; one table of ratios. Installs Debian's etcd-server
+# and redis-server when missing. E.g. make bench-peers PEERS_ARGS="-rounds 3"
+bench-peers:
+	GO=$(GO) scripts/bench-peers.sh $(PEERS_ARGS)
 
 # Go micro-benchmarks of the hot paths (no HTTP).
 bench-micro:
