@@ -209,6 +209,172 @@ func decodeFlat(data []byte, r *LockRequest) bool {
 	}
 }
 
+// DecodeLockResponse parses a lock reply into r with the same result as
+// json.Unmarshal into a zero LockResponse. Replies as the server writes them
+// (see LockResponse.AppendJSON) take a fast path without reflection;
+// anything else (escapes, unknown keys, odd shapes, errors) goes through
+// encoding/json, so its behaviour and error messages apply.
+func DecodeLockResponse(data []byte, r *LockResponse) error {
+	var fast LockResponse
+	if decodeReply(data, &fast) {
+		*r = fast
+		return nil
+	}
+	var slow LockResponse
+	err := json.Unmarshal(data, &slow)
+	*r = slow
+	return err
+}
+
+// replyValues holds what the pointer fields of a reply point to, so that one
+// allocation serves all of them.
+type replyValues struct {
+	ints    [2]int64 // FencingToken, ExpiresInMs
+	expires HLC
+}
+
+// decodeReply reports whether data is a reply it could decode exactly as
+// encoding/json would.
+func decodeReply(data []byte, r *LockResponse) bool {
+	d := flatDecoder{b: data}
+	if !d.next('{') {
+		return false
+	}
+	if d.next('}') {
+		return d.end()
+	}
+	var v *replyValues // allocated by the first pointer field, if any
+	for {
+		key, ok := d.rawStr()
+		if !ok || !d.next(':') {
+			return false
+		}
+		// A null leaves a non-pointer field as it was and sets a pointer
+		// to nil, as in encoding/json.
+		var s *string
+		var p **int64
+		slot := 0
+		switch string(key) {
+		case "type":
+			if d.null() {
+				break
+			}
+			n, ok := d.integer()
+			if !ok || n != int64(int(n)) {
+				return false
+			}
+			r.Type = Type(n)
+		case "servedFrom":
+			s = &r.ServedFrom
+		case "error":
+			s = &r.Error
+		case "owner":
+			s = &r.Owner
+		case "acquiredAt":
+			s = &r.AcquiredAt
+		case "expiresAt":
+			s = &r.ExpiresAt
+		case "fencingToken":
+			p = &r.FencingToken
+		case "expiresInMs":
+			p, slot = &r.ExpiresInMs, 1
+		case "expires":
+			if d.null() {
+				r.Expires = nil
+				break
+			}
+			if v == nil {
+				v = new(replyValues)
+			}
+			if r.Expires == nil {
+				// encoding/json decodes a repeated key into the HLC it
+				// already has, but into a new one after a null.
+				v.expires = HLC{}
+			}
+			if !decodeHLC(&d, &v.expires) {
+				return false
+			}
+			r.Expires = &v.expires
+		default:
+			// Other keys, including case variants encoding/json would
+			// match, are left to it.
+			return false
+		}
+		switch {
+		case s != nil:
+			if d.null() {
+				break
+			}
+			if *s, ok = d.str(); !ok {
+				return false
+			}
+		case p != nil:
+			if d.null() {
+				*p = nil
+				break
+			}
+			n, ok := d.integer()
+			if !ok {
+				return false
+			}
+			if v == nil {
+				v = new(replyValues)
+			}
+			v.ints[slot] = n
+			*p = &v.ints[slot]
+		}
+		if d.next(',') {
+			continue
+		}
+		if d.next('}') {
+			return d.end()
+		}
+		return false
+	}
+}
+
+// decodeHLC reads the object of an expires member into h, leaving the
+// members it lacks (or that are null) as they are.
+func decodeHLC(d *flatDecoder, h *HLC) bool {
+	if !d.next('{') {
+		return false
+	}
+	if d.next('}') {
+		return true
+	}
+	for {
+		key, ok := d.rawStr()
+		if !ok || !d.next(':') {
+			return false
+		}
+		var p *int // N or C; nil for L
+		switch string(key) {
+		case "n":
+			p = &h.N
+		case "c":
+			p = &h.C
+		case "l":
+		default:
+			return false
+		}
+		if !d.null() {
+			n, ok := d.integer()
+			switch {
+			case !ok || (p != nil && n != int64(int(n))):
+				return false
+			case p != nil:
+				*p = int(n)
+			default:
+				h.L = n
+			}
+		}
+		if d.next(',') {
+			continue
+		}
+		return d.next('}')
+	}
+}
+
 // end reports whether only whitespace follows.
 func (d *flatDecoder) end() bool {
 	d.space()

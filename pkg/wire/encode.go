@@ -49,6 +49,47 @@ func (r *LockResponse) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+// AppendJSON appends r encoded as JSON, exactly as encoding/json would encode
+// it. Every field is omitted when nil, so a comma goes before each field but
+// the first written.
+func (r *LockRequest) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	open := len(b)
+	if r.Resource != nil {
+		b = append(b, `"resource":`...)
+		b = AppendString(b, *r.Resource)
+	}
+	if r.Owner != nil {
+		if len(b) > open {
+			b = append(b, ',')
+		}
+		b = append(b, `"owner":`...)
+		b = AppendString(b, *r.Owner)
+	}
+	if r.ExpiresMs != nil {
+		if len(b) > open {
+			b = append(b, ',')
+		}
+		b = append(b, `"expiresMs":`...)
+		b = strconv.AppendInt(b, *r.ExpiresMs, 10)
+	}
+	if r.Durability != nil {
+		if len(b) > open {
+			b = append(b, ',')
+		}
+		b = append(b, `"durability":`...)
+		b = strconv.AppendInt(b, int64(*r.Durability), 10)
+	}
+	if r.WaitMs != nil {
+		if len(b) > open {
+			b = append(b, ',')
+		}
+		b = append(b, `"waitMs":`...)
+		b = strconv.AppendInt(b, *r.WaitMs, 10)
+	}
+	return append(b, '}')
+}
+
 const hexDigits = "0123456789abcdef"
 
 // AppendString appends s as a JSON string, escaped the way encoding/json
