@@ -133,4 +133,33 @@ func TestReportRatios(t *testing.T) {
 			t.Fatalf("report lacks %q:\n%s", want, b.String())
 		}
 	}
+	if strings.Contains(b.String(), "etcd 3 nodes") {
+		t.Fatalf("the report compares systems it did not measure:\n%s", b.String())
+	}
+}
+
+func TestSelectSetups(t *testing.T) {
+	names := func(ss []Setup) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	all := Setups()
+	if got := Select(all, ""); len(got) != len(all) {
+		t.Fatalf("no filter kept %v", names(got))
+	}
+	got := names(Select(all, "kahuna, redis"))
+	for _, n := range got {
+		if !strings.Contains(n, "kahuna") && !strings.Contains(n, "redis") {
+			t.Fatalf("kept %q", n)
+		}
+	}
+	if len(got) != 4 {
+		t.Fatalf("kahuna,redis kept %v, want the two Kahuna and two Redis setups", got)
+	}
+	if got := Select(all, "nothing"); len(got) != 0 {
+		t.Fatalf("an unknown word kept %v", names(got))
+	}
 }

@@ -39,6 +39,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&w.Duration, "duration", 10*time.Second, "measured time of each run")
 	settle := fs.Duration("settle", 3*time.Second, "idle time between every node being ready and the measurement")
 	rounds := fs.Int("rounds", 1, "times to measure every system, interleaved")
+	only := fs.String("only", "", "comma-separated words: measure only the systems whose name contains one (e.g. kahuna)")
 	logPath := fs.String("log", "", "file for the servers' output (default: a temp file, named at the end)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -74,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		w.Workers, w.Keys, w.Duration, *settle)
 	var report Report
 	for round := 1; round <= *rounds; round++ {
-		for si, s := range Setups() {
+		for si, s := range Select(Setups(), *only) {
 			fmt.Fprintf(stderr, "round %d: %s\n", round, s.Name)
 			rows, err := measure(ctx, s, b, filepath.Join(dir, fmt.Sprintf("r%d-s%d", round, si)), logs, w, *settle)
 			if err != nil {

@@ -80,11 +80,17 @@ func (r *Report) Write(w io.Writer) {
 	}
 	fmt.Fprintln(tw, "lowest\t")
 	for _, c := range comparisons {
-		fmt.Fprintf(tw, "%s / %s\t", c.kahuna, c.peer)
 		var all []float64
 		for i := range r.rounds {
-			v := r.Ratio(i, c.kahuna, c.peer)
-			all = append(all, v)
+			if v := r.Ratio(i, c.kahuna, c.peer); v > 0 {
+				all = append(all, v)
+			}
+		}
+		if len(all) < len(r.rounds) {
+			continue // a system of the pair was not measured (-only)
+		}
+		fmt.Fprintf(tw, "%s / %s\t", c.kahuna, c.peer)
+		for _, v := range all {
 			fmt.Fprintf(tw, "%.2f×\t", v)
 		}
 		fmt.Fprintf(tw, "%.2f×\t\n", slices.Min(all))

@@ -331,6 +331,24 @@ func Setups() []Setup {
 	}
 }
 
+// Select keeps the setups whose name contains one of the comma-separated
+// words of only; an empty only keeps all.
+func Select(setups []Setup, only string) []Setup {
+	if strings.TrimSpace(only) == "" {
+		return setups
+	}
+	var out []Setup
+	for _, s := range setups {
+		for _, w := range strings.Split(only, ",") {
+			if w = strings.TrimSpace(w); w != "" && strings.Contains(s.Name, w) {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
 var errNoBinary = errors.New("binary not found")
 
 // lookBinaries checks every server can be run.

@@ -44,24 +44,34 @@ func BenchmarkLockUnlock(b *testing.B) {
 // three-process cluster on the same machine, which also pays for HTTP,
 // forwarding and three Go runtimes.
 func BenchmarkClusterLockUnlock(b *testing.B) {
-	for _, parts := range []int{1, 3} {
-		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
-			c := startClusterWith(b, 3, parts, func(_ int, cfg *Config) { cfg.Raft = DefaultRaftTimings() })
-			// Leaders are looked up once: a command that meets a leadership
-			// change fails the benchmark rather than being re-routed.
-			leaders := make([]*Group, parts)
-			for p := range leaders {
-				n := c.leaderOf(p)
-				if n == nil {
-					b.Fatalf("partition %d has no leader", p)
-				}
-				leaders[p] = n.set.Group(p)
-			}
-			driveLockUnlock(b, c.nodes, func(res string) *Group {
-				return leaders[placement.Partition(res, parts)]
+	for _, store := range LogStores() {
+		for _, parts := range []int{1, 3} {
+			b.Run(fmt.Sprintf("store=%s/partitions=%d", store, parts), func(b *testing.B) {
+				benchCluster(b, store, parts)
 			})
-		})
+		}
 	}
+}
+
+// benchCluster measures one store and partition count.
+func benchCluster(b *testing.B, store LogStore, parts int) {
+	c := startClusterWith(b, 3, parts, func(_ int, cfg *Config) {
+		cfg.Raft = DefaultRaftTimings()
+		cfg.LogStore = store
+	})
+	// Leaders are looked up once: a command that meets a leadership
+	// change fails the benchmark rather than being re-routed.
+	leaders := make([]*Group, parts)
+	for p := range leaders {
+		n := c.leaderOf(p)
+		if n == nil {
+			b.Fatalf("partition %d has no leader", p)
+		}
+		leaders[p] = n.set.Group(p)
+	}
+	driveLockUnlock(b, c.nodes, func(res string) *Group {
+		return leaders[placement.Partition(res, parts)]
+	})
 }
 
 // driveLockUnlock runs b.N try-locks over 10,000 keys from benchWorkers
