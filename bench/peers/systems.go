@@ -149,6 +149,23 @@ func waitFor(ctx context.Context, c *cluster, what string, ready func(ctx contex
 	}
 }
 
+// waitEveryEndpoint waits until GET path on every endpoint answers 200
+// with want in its body; on failure it stops the cluster.
+func (c *cluster) waitEveryEndpoint(ctx context.Context, what, path, want string) error {
+	err := waitFor(ctx, c, what, func(ctx context.Context) bool {
+		for _, e := range c.endpoints {
+			if !httpOK(ctx, e+path, want) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		c.stop()
+	}
+	return err
+}
+
 // httpOK reports whether GET url answers 200 and its body contains want.
 func httpOK(ctx context.Context, url, want string) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -198,16 +215,7 @@ func startKahuna(n int) func(ctx context.Context, b Binaries, dir string, logs i
 			c.procs = append(c.procs, p)
 			c.endpoints = append(c.endpoints, "http://127.0.0.1:"+strconv.Itoa(ports[3*i]))
 		}
-		err = waitFor(ctx, c, "kahuna", func(ctx context.Context) bool {
-			for _, e := range c.endpoints {
-				if !httpOK(ctx, e+"/readyz", "") {
-					return false
-				}
-			}
-			return true
-		})
-		if err != nil {
-			c.stop()
+		if err := c.waitEveryEndpoint(ctx, "kahuna", "/readyz", ""); err != nil {
 			return nil, err
 		}
 		return c, nil
@@ -251,16 +259,7 @@ func startEtcd(n int) func(ctx context.Context, b Binaries, dir string, logs io.
 			c.procs = append(c.procs, p)
 			c.endpoints = append(c.endpoints, clientURL)
 		}
-		err = waitFor(ctx, c, "etcd", func(ctx context.Context) bool {
-			for _, e := range c.endpoints {
-				if !httpOK(ctx, e+"/health", `"health":"true"`) {
-					return false
-				}
-			}
-			return true
-		})
-		if err != nil {
-			c.stop()
+		if err := c.waitEveryEndpoint(ctx, "etcd", "/health", `"health":"true"`); err != nil {
 			return nil, err
 		}
 		return c, nil
