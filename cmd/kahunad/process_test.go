@@ -449,3 +449,73 @@ func TestLeaseCountsFromSend(t *testing.T) {
 	}
 	p.Stop()
 }
+
+// TestDamagedDataDir starts a node whose Raft files were deleted or
+// damaged after it had acknowledged a lock: a clear start-up error (exit 1,
+// never a panic), and never a new empty cluster that would hand the lock
+// out again. Putting the files back makes the node whole again, which
+// shows the refused start changed nothing.
+func TestDamagedDataDir(t *testing.T) {
+	t.Parallel()
+	part := func(n *testutil.Node) string { return filepath.Join(n.DataDir, "partitions", "0") }
+	segments := func(t *testing.T, n *testutil.Node) []string {
+		got, err := filepath.Glob(filepath.Join(part(n), "wal", "*.wal"))
+		if err != nil || len(got) == 0 {
+			t.Fatalf("no raft-wal segments under %s: %v", part(n), err)
+		}
+		return got
+	}
+	for _, tc := range []struct {
+		name, store string
+		damage      func(t *testing.T, n *testutil.Node)
+		want        string
+	}{
+		{"partition directory gone", "wal", func(t *testing.T, n *testutil.Node) { os.RemoveAll(part(n)) }, "partition 0 has no log and no snapshot"},
+		{"segments gone", "wal", func(t *testing.T, n *testutil.Node) {
+			for _, s := range segments(t, n) {
+				os.Remove(s)
+			}
+		}, "partition 0 has no log and no snapshot"},
+		{"segment overwritten", "wal", func(t *testing.T, n *testutil.Node) {
+			os.WriteFile(segments(t, n)[0], []byte("garbage\n"), 0o640)
+		}, "partition 0 has no log and no snapshot"},
+		{"metadata emptied", "wal", func(t *testing.T, n *testutil.Node) {
+			os.WriteFile(filepath.Join(part(n), "wal", "wal-meta.db"), nil, 0o640)
+		}, "log store damaged"},
+		{"boltdb file gone", "boltdb", func(t *testing.T, n *testutil.Node) {
+			os.Remove(filepath.Join(part(n), "raft.db"))
+		}, "partition 0 has no log and no snapshot"},
+		{"boltdb file overwritten", "boltdb", func(t *testing.T, n *testutil.Node) {
+			os.WriteFile(filepath.Join(part(n), "raft.db"), []byte("garbage\n"), 0o640)
+		}, "raft.db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			n := testutil.NewNode(t, kahunadBin)
+			p := n.StartReady(t, "--log-store", tc.store)
+			token := lock(t, p.Client(), "kept", "owner")
+			p.Stop()
+			backup := t.TempDir()
+			if err := os.CopyFS(backup, os.DirFS(part(n))); err != nil {
+				t.Fatal(err)
+			}
+
+			tc.damage(t, n)
+			p = n.Start(t)
+			expectExit(t, p, 1, "kahunad: ", tc.want)
+			if out := p.Output(); strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+				t.Errorf("start-up panicked:\n%s", out)
+			}
+
+			if err := os.RemoveAll(part(n)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.CopyFS(part(n), os.DirFS(backup)); err != nil {
+				t.Fatal(err)
+			}
+			p = n.StartReady(t)
+			expectHeld(t, p.Client(), "kept", "owner", token)
+			p.Stop()
+		})
+	}
+}

@@ -169,6 +169,26 @@ func (g *Group) HasState() (bool, error) {
 	return ok, nil
 }
 
+// HasLog reports whether the group holds a Raft log or a snapshot. Every
+// group of a formed cluster does from its first configuration entry on, so
+// a group without either on a node that belonged to a cluster has lost its
+// files. (HasState is not enough: raft-wal keeps the term in its metadata
+// file, which survives the loss of its segments.)
+func (g *Group) HasLog() (bool, error) {
+	last, err := g.logs.LastIndex()
+	if err != nil {
+		return false, fmt.Errorf("partition %d: read log: %w", g.id, err)
+	}
+	if last > 0 {
+		return true, nil
+	}
+	snaps, err := g.snaps.List()
+	if err != nil {
+		return false, fmt.Errorf("partition %d: list snapshots: %w", g.id, err)
+	}
+	return len(snaps) > 0, nil
+}
+
 // Bootstrap forms the group with the given voters. It must be called with
 // the same servers on every voter, and only on a group without state.
 func (g *Group) Bootstrap(servers []raft.Server) error {

@@ -101,7 +101,7 @@ func openDurableStore(kind LogStore, dir string, log hclog.Logger) (durableStore
 		if err := os.MkdirAll(walDir, 0o750); err != nil {
 			return nil, fmt.Errorf("create %s: %w", walDir, err)
 		}
-		w, err := wal.Open(walDir, wal.WithSegmentSize(walSegmentSize), wal.WithLogger(log))
+		w, err := openWAL(walDir, log)
 		if err != nil {
 			return nil, fmt.Errorf("open raft-wal log store %s: %w", walDir, err)
 		}
@@ -109,6 +109,19 @@ func openDurableStore(kind LogStore, dir string, log hclog.Logger) (durableStore
 	default:
 		return nil, fmt.Errorf("%w %q", ErrUnknownLogStore, kind)
 	}
+}
+
+// openWAL opens raft-wal, turning a panic into an error: raft-wal v0.4
+// dereferences nil when its metadata file is empty or lacks its buckets
+// (a file truncated by hand or by a failing disk), and a damaged data
+// directory must be a start-up error, not a crash.
+func openWAL(dir string, log hclog.Logger) (w *wal.WAL, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			w, err = nil, fmt.Errorf("%w: %s (raft-wal: %v)", ErrDamaged, dir, r)
+		}
+	}()
+	return wal.Open(dir, wal.WithSegmentSize(walSegmentSize), wal.WithLogger(log))
 }
 
 // closedStore keeps a closed store from being used. hashicorp/raft handles

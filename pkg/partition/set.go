@@ -69,6 +69,38 @@ func (s *Set) Bootstrap(servers []raft.Server) error {
 	return nil
 }
 
+// ErrStateMissing reports a partition without its Raft log on a node whose
+// data directory belonged to a cluster: files were deleted or damaged.
+var ErrStateMissing = errors.New("partition: Raft log and snapshots missing")
+
+// ErrDamaged reports a log store whose files cannot be read.
+var ErrDamaged = errors.New("partition: log store damaged")
+
+// Formed reports whether every partition holds a Raft log or snapshot, and
+// checks the set is whole: when formed says the node belonged to a cluster,
+// or when some partitions have a log, every partition must have one.
+// Starting a damaged set would either never become ready or, worse,
+// bootstrap a new, empty group in place of the lost one.
+func (s *Set) Formed(formed bool) (bool, error) {
+	var with, without []int
+	for _, g := range s.groups {
+		has, err := g.HasLog()
+		if err != nil {
+			return false, err
+		}
+		if has {
+			with = append(with, g.id)
+		} else {
+			without = append(without, g.id)
+		}
+	}
+	if len(without) > 0 && (formed || len(with) > 0) {
+		return false, fmt.Errorf("%w: partition %d has no log and no snapshot under %s, but this node belonged to a cluster (partitions with a log: %v)",
+			ErrStateMissing, without[0], s.cfg.Dir, with)
+	}
+	return len(without) == 0, nil
+}
+
 // Serving reports whether this node leads every partition and serves it.
 // With one node that is what "ready" means.
 func (s *Set) Serving() bool {

@@ -38,6 +38,9 @@ type meta struct {
 	// supported; those hold boltdb logs.
 	LogStore  partition.LogStore `json:"logStore,omitempty"`
 	CreatedAt time.Time          `json:"createdAt"`
+	// Formed is set once every partition holds Raft state: from then on a
+	// partition without its log is damage, never a reason to start afresh.
+	Formed bool `json:"formed,omitempty"`
 }
 
 // logStoreBeforeChoice is the engine of a directory whose node.json names
@@ -205,6 +208,20 @@ func writeMeta(dir string, m meta) error {
 		d.Sync()
 		d.Close()
 	}
+	return nil
+}
+
+// markFormed records that the node belongs to a cluster.
+func (d *dataDir) markFormed() error {
+	if d.meta.Formed {
+		return nil
+	}
+	m := d.meta
+	m.Formed = true
+	if err := writeMeta(d.path, m); err != nil {
+		return err
+	}
+	d.meta = m
 	return nil
 }
 

@@ -286,9 +286,15 @@ func New(cfg Config) (_ *Server, err error) {
 			s.errs <- err
 		}
 	}()
-	formed, err := s.parts.Group(0).HasState()
+	formed, err := s.parts.Formed(s.data.meta.Formed)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %s: %w; restore the directory from a backup, or empty it and start the node with --join to rejoin as a new member",
+			ErrDataDir, cfg.DataDir, err)
+	}
+	if formed {
+		if err := s.data.markFormed(); err != nil {
+			return nil, err
+		}
 	}
 	s.members, err = membership.Start(membership.Config{
 		NodeID:        nodeID,
@@ -344,6 +350,10 @@ func New(cfg Config) (_ *Server, err error) {
 			if bg.Err() == nil {
 				s.errs <- fmt.Errorf("forming the cluster: %w", err)
 			}
+			return
+		}
+		if err := s.data.markFormed(); err != nil {
+			s.errs <- fmt.Errorf("recording the formed cluster: %w", err)
 			return
 		}
 		close(s.formed)
