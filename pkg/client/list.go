@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -188,4 +190,64 @@ func (c *Client) getJSON(ctx context.Context, url string, out any) (bool, error)
 		return false, fmt.Errorf("%s answered must-retry", req.URL.Host)
 	}
 	return true, json.Unmarshal(raw, out)
+}
+
+// Membership errors of RemoveNode. Check them with errors.Is.
+var (
+	// ErrUnknownNode: no partition has the node in its configuration.
+	ErrUnknownNode = errors.New("kahuna: unknown node")
+	// ErrWouldLoseQuorum: removing the node would leave a partition
+	// without a quorum of live voters; nothing was changed.
+	ErrWouldLoseQuorum = errors.New("kahuna: removal would leave a partition without a quorum")
+)
+
+// RemoveNode removes a node from the cluster (POST /v1/cluster/remove-node):
+// its leaderships move first, then it leaves every partition's
+// configuration. It asks the endpoints in turn until one answers; an answer
+// is final, since a second removal of the same node would find it unknown.
+func (c *Client) RemoveNode(ctx context.Context, id string) error {
+	body, err := json.Marshal(wire.RemoveNodeRequest{Node: id})
+	if err != nil {
+		return err
+	}
+	var last error
+	for i := range c.endpoints {
+		idx := (int(c.current.Load()) + i) % len(c.endpoints)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoints[idx]+wire.PathRemoveNode, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.http.Do(req)
+		if err != nil {
+			last = err
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if err != nil {
+			last = err
+			continue
+		}
+		var out wire.RemoveNodeResponse
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("kahuna: %s answered HTTP %d with an unreadable body: %q", req.URL.Host, resp.StatusCode, truncate(raw, 200))
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return nil
+		case http.StatusNotFound:
+			return fmt.Errorf("%w %q: %s", ErrUnknownNode, id, out.Error)
+		case http.StatusConflict:
+			return fmt.Errorf("%w: %s", ErrWouldLoseQuorum, out.Error)
+		case http.StatusBadRequest:
+			return fmt.Errorf("%w: %s", ErrInvalidInput, out.Error)
+		default:
+			return &ServerError{Type: resp.StatusCode, Message: out.Error, Node: out.ServedFrom}
+		}
+	}
+	return fmt.Errorf("%w: no node answered the removal of %q (last: %v)", ErrUnavailable, id, last)
 }

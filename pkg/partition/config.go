@@ -121,6 +121,11 @@ type Config struct {
 	// Raft at a time for ephemeral locks.
 	EphemeralBlock uint64
 
+	// ForceNewCluster rewrites, before Raft starts, the configuration of
+	// every partition that has state to this node alone (raft.RecoverCluster):
+	// disaster recovery after a quorum is lost for good.
+	ForceNewCluster bool
+
 	// WrapLogStore, if set, wraps each partition's durable log store
 	// (under the in-memory cache): fault tests use it to slow the disk.
 	WrapLogStore func(partition int, store raft.LogStore) raft.LogStore

@@ -81,6 +81,9 @@ type Config struct {
 	// BalanceInterval is how often the leader balance is looked at
 	// (default 500 ms); a plan is carried out once it has stood for two.
 	BalanceInterval time.Duration
+	// ForceNewCluster makes every partition a single-voter group of this
+	// node with the state it holds (--force-new-cluster, CONTRACT §7).
+	ForceNewCluster bool
 	// Hostname defaults to os.Hostname.
 	Hostname func() (string, error)
 	// WrapLogStore lets fault tests slow the Raft log store (see
@@ -274,7 +277,8 @@ func New(cfg Config) (_ *Server, err error) {
 		Grace:       cfg.Grace,
 		MaxInflight: cfg.MaxInflight,
 
-		WrapLogStore: cfg.WrapLogStore,
+		ForceNewCluster: cfg.ForceNewCluster,
+		WrapLogStore:    cfg.WrapLogStore,
 	})
 	if err != nil {
 		return nil, err

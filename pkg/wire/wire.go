@@ -80,6 +80,7 @@ const (
 	PathForceUnlock   = "/v1/locks/force-unlock"
 	PathList          = "/v1/locks"
 	PathClusterStatus = "/v1/cluster/status"
+	PathRemoveNode    = "/v1/cluster/remove-node"
 	PathLivez         = "/livez"
 	PathReadyz        = "/readyz"
 )
@@ -155,7 +156,23 @@ type NodeStatus struct {
 	RaftAddr   string `json:"raftAddr"`
 	GossipAddr string `json:"gossipAddr,omitempty"`
 	State      string `json:"state"` // one of the Node* states
+	// Role is the node's place in the partitions' Raft configurations,
+	// one of the Role* values.
+	Role string `json:"role"`
 }
+
+// Node roles in the cluster status.
+const (
+	// RoleVoter: a voter of every partition.
+	RoleVoter = "voter"
+	// RoleNonVoter: in some partition's configuration, but not yet a
+	// voter of every partition (a joining node catching up).
+	RoleNonVoter = "non-voter"
+	// RoleJoining: asks to join, not yet added to any partition.
+	RoleJoining = "joining"
+	// RoleNone: in no partition's configuration (removed, or refused).
+	RoleNone = "none"
+)
 
 // Node states in the cluster status, as gossip sees the node.
 const (
@@ -174,7 +191,10 @@ type PartitionStatus struct {
 	CommitIndex  uint64   `json:"commitIndex"`
 	AppliedIndex uint64   `json:"appliedIndex"`
 	Voters       []string `json:"voters"`
-	Locks        int      `json:"locks"`
+	// NonVoters receive the log but do not vote: nodes that joined and
+	// are catching up before they are promoted.
+	NonVoters []string `json:"nonVoters"`
+	Locks     int      `json:"locks"`
 }
 
 // ClusterStatus is the reply of GET /v1/cluster/status.
@@ -184,6 +204,19 @@ type ClusterStatus struct {
 	Node       NodeStatus        `json:"node"`
 	Nodes      []NodeStatus      `json:"nodes"`
 	Partitions []PartitionStatus `json:"partitions"`
+}
+
+// RemoveNodeRequest is the body of POST /v1/cluster/remove-node.
+type RemoveNodeRequest struct {
+	Node string `json:"node"`
+}
+
+// RemoveNodeResponse is its reply: 200 with Removed, or 400/404/409/503
+// with Error.
+type RemoveNodeResponse struct {
+	Removed    string `json:"removed,omitempty"`
+	ServedFrom string `json:"servedFrom"`
+	Error      string `json:"error,omitempty"`
 }
 
 // Health is the reply of /livez and /readyz.
