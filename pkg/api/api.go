@@ -37,6 +37,8 @@ type Cluster interface {
 	Status() wire.ClusterStatus
 	// Ready reports whether this node can serve, and why not.
 	Ready() (bool, string)
+	// RemoveNode removes a node from every partition (CONTRACT §7).
+	RemoveNode(ctx context.Context, id string) error
 }
 
 // Handler serves the API.
@@ -92,6 +94,7 @@ func New(backend Backend, cluster Cluster, cfg Config) *Handler {
 	route(http.MethodPost, wire.PathForceUnlock, h.lockOp(router.ForceUnlock))
 	route(http.MethodGet, wire.PathList, h.list)
 	route(http.MethodGet, wire.PathClusterStatus, h.status)
+	route(http.MethodPost, wire.PathRemoveNode, h.removeNode)
 	// Load balancers often probe health with HEAD.
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		route(m, wire.PathLivez, h.livez)
@@ -188,6 +191,7 @@ func (h *Handler) errorType(err error) (wire.Type, string) {
 	case errors.Is(err, partition.ErrInvalid):
 		return wire.InvalidInput, err.Error()
 	case errors.Is(err, router.ErrNoLeader),
+		errors.Is(err, router.ErrStopped),
 		errors.Is(err, partition.ErrNotLeader),
 		errors.Is(err, partition.ErrUnknownOutcome),
 		errors.Is(err, partition.ErrTryAgain),

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -29,6 +30,9 @@ type stubCluster struct{}
 
 func (stubCluster) Status() wire.ClusterStatus { return wire.ClusterStatus{} }
 func (stubCluster) Ready() (bool, string)      { return true, "" }
+func (stubCluster) RemoveNode(context.Context, string) error {
+	return errors.New("stub cluster: no removal")
+}
 
 // BenchmarkTryLockHandler measures decoding, validation and encoding of one
 // try-lock, with the lock service stubbed out.

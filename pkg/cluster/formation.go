@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -18,7 +19,10 @@ import (
 
 // Formation bootstraps the partitions of a new cluster.
 type Formation struct {
-	Self    string
+	Self string
+	// Join makes a node without Raft state join a formed cluster instead
+	// of forming one: the partition leaders add it (Autopilot).
+	Join    bool
 	Expect  int
 	Parts   *partition.Set
 	Members *membership.Membership
@@ -40,17 +44,27 @@ type Formation struct {
 //     see everyone). One that is not among them is a newcomer to a formed
 //     cluster; it waits and says so, and never forms a second cluster.
 func (f *Formation) Run(ctx context.Context) error {
-	formed, err := f.hasState()
+	all, err := f.Parts.Formed(false)
 	if err != nil {
 		return err
 	}
-	if formed {
+	if all {
 		voters, err := f.Parts.Group(0).Voters()
 		if err != nil {
 			return err
 		}
 		f.Members.SetFormed(sortedKeys(voters))
 		return nil
+	}
+	// Some partitions but not all: the node stopped while it was joining
+	// (bootstrapping writes every partition before it returns). Never
+	// bootstrap next to a cluster's existing groups.
+	some, err := f.hasState()
+	if err != nil {
+		return err
+	}
+	if f.Join || some {
+		return f.join(ctx)
 	}
 	if f.Expect <= 1 {
 		self := f.Members.Self()
@@ -92,8 +106,8 @@ func (f *Formation) Run(ctx context.Context) error {
 		case formedBy != nil && slices.Contains(formedBy.Voters, f.Self):
 			voters = formedBy.Voters
 		case formedBy != nil:
-			warn("newcomer", "found a cluster that is already formed without this node; a node without Raft state cannot join it by itself (restart it with its old data directory)",
-				"formed_by", formedBy.ID, "voters", formedBy.Voters)
+			f.Log.Info("found a cluster that is already formed without this node; joining it", "formed_by", formedBy.ID)
+			return f.join(ctx)
 		case len(alive) >= f.Expect:
 			if len(alive) > f.Expect {
 				f.Log.Warn("more nodes than --bootstrap-expect; forming the cluster with all of them", "expect", f.Expect, "nodes", alive)
@@ -155,4 +169,56 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// joinPoll is how often a joining node looks at its partitions.
+const joinPoll = 100 * time.Millisecond
+
+// join asks the cluster to add this node and returns once it is a voter of
+// every partition. The partitions' leaders do the adding and promoting;
+// this node only announces itself and watches its configurations arrive.
+func (f *Formation) join(ctx context.Context) error {
+	f.Members.SetJoining(true)
+	f.Log.Info("asking the cluster to add this node")
+	t := time.NewTicker(joinPoll)
+	defer t.Stop()
+	for {
+		voters, done, err := f.votersEverywhere()
+		if err != nil {
+			return err
+		}
+		if done {
+			f.Members.SetFormed(voters)
+			f.Log.Info("joined the cluster: a voter of every partition", "voters", voters)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// votersEverywhere reports whether this node is a voter of every
+// partition, and partition 0's voters.
+func (f *Formation) votersEverywhere() ([]string, bool, error) {
+	var first []string
+	for _, g := range f.Parts.Groups() {
+		has, err := g.HasLog()
+		if err != nil || !has {
+			return nil, false, err
+		}
+		c, err := g.Configuration()
+		if err != nil {
+			return nil, false, err
+		}
+		if _, voter := c.Has(f.Self); !voter {
+			return nil, false, nil
+		}
+		if first == nil {
+			first = c.Voters()
+		}
+	}
+	return first, true, nil
 }

@@ -49,7 +49,16 @@ type Member struct {
 	// voter IDs.
 	Formed bool
 	Voters []string
-	State  string
+	// LogStore is the engine of the node's Raft logs.
+	LogStore string
+	// Joining: the node has no (or not all) Raft state and asks the
+	// partition leaders to add it.
+	Joining bool
+	// Removing lists the nodes this one asks the cluster to remove.
+	Removing []string
+	State    string
+	// Since is when this node last saw the member's state change.
+	Since time.Time
 	// leaving is the node's own announcement that it is about to leave.
 	leaving bool
 }
@@ -70,7 +79,10 @@ type meta struct {
 	Voters []string `json:"vs,omitempty"`
 	// Leaving is set just before a graceful leave: memberlist's leave
 	// notification does not say whether a node left or died.
-	Leaving bool `json:"l,omitempty"`
+	Leaving  bool     `json:"l,omitempty"`
+	LogStore string   `json:"ls,omitempty"`
+	Joining  bool     `json:"j,omitempty"`
+	Removing []string `json:"rm,omitempty"`
 }
 
 const metaVersion = 1
@@ -118,8 +130,19 @@ type Config struct {
 	AdvertiseAddr string
 	HTTPAddr      string
 	RaftAddr      string
-	Partitions    int
-	Formed        bool
+	// Partitions is 0 while a joining node has yet to learn the
+	// cluster's count.
+	Partitions int
+	LogStore   string
+	Formed     bool
+	Joining    bool
+	// Removed is called when a partition leader tells this node that it
+	// is no longer in that partition's configuration, as of the
+	// configuration at index.
+	Removed func(by string, partition int, index uint64)
+	// Conflict is called when another node claims this node's ID from
+	// another address.
+	Conflict func(addr string)
 	// Join lists gossip addresses of other nodes; they are retried until
 	// one answers.
 	Join    []string
@@ -172,7 +195,9 @@ func Start(cfg Config) (*Membership, error) {
 			HTTP:       cfg.HTTPAddr,
 			Raft:       cfg.RaftAddr,
 			Partitions: cfg.Partitions,
+			LogStore:   cfg.LogStore,
 			Formed:     cfg.Formed,
+			Joining:    cfg.Joining,
 		},
 	}
 	mc := memberlist.DefaultLANConfig()
@@ -185,6 +210,7 @@ func Start(cfg Config) (*Membership, error) {
 	mc.SuspicionMult = cfg.Timings.SuspicionMult
 	mc.Delegate = delegate{m}
 	mc.Events = events{m}
+	mc.Conflict = conflicts{m}
 	mc.Logger = logging.StdLogger(cfg.Logger.With("component", "memberlist"))
 	if cfg.AdvertiseAddr != "" {
 		ip, aport, err := resolve(cfg.AdvertiseAddr)
@@ -260,6 +286,10 @@ func (m *Membership) Self() Member {
 	s := m.self
 	s.Formed = m.meta.Formed
 	s.Voters = slices.Clone(m.meta.Voters)
+	s.Partitions = m.meta.Partitions
+	s.LogStore = m.meta.LogStore
+	s.Joining = m.meta.Joining
+	s.Removing = slices.Clone(m.meta.Removing)
 	s.State = StateAlive
 	return s
 }
@@ -270,12 +300,36 @@ func (m *Membership) Self() Member {
 // take longer than that to send it, and push/pull sync delivers it anyway,
 // so a slow broadcast is not a failure.
 func (m *Membership) SetFormed(voters []string) {
+	m.update(func(md *meta) {
+		md.Formed = true
+		md.Joining = false
+		md.Voters = slices.Clone(voters)
+	})
+}
+
+// SetPartitions announces the partition count and log store a joining
+// node learned from the cluster.
+func (m *Membership) SetPartitions(n int, logStore string) {
+	m.update(func(md *meta) { md.Partitions, md.LogStore = n, logStore })
+}
+
+// SetJoining announces whether this node asks to be added.
+func (m *Membership) SetJoining(on bool) {
+	m.update(func(md *meta) { md.Joining = on })
+}
+
+// SetRemoving announces the nodes this node asks the cluster to remove.
+func (m *Membership) SetRemoving(ids []string) {
+	m.update(func(md *meta) { md.Removing = slices.Clone(ids) })
+}
+
+// update changes this node's metadata and gossips it.
+func (m *Membership) update(change func(*meta)) {
 	m.mu.Lock()
-	m.meta.Formed = true
-	m.meta.Voters = slices.Clone(voters)
+	change(&m.meta)
 	m.mu.Unlock()
 	if err := m.ml.UpdateNode(time.Second); err != nil {
-		m.log.Warn("the formed cluster is announced slowly; gossip will carry it", "error", err)
+		m.log.Warn("node metadata is announced slowly; gossip will carry it", "error", err)
 	}
 }
 
@@ -380,6 +434,7 @@ func (m *Membership) toMember(n *memberlist.Node) Member {
 	}
 	mem.HTTPAddr, mem.RaftAddr, mem.Partitions, mem.Formed = md.HTTP, md.Raft, md.Partitions, md.Formed
 	mem.Voters = md.Voters
+	mem.LogStore, mem.Joining, mem.Removing = md.LogStore, md.Joining, md.Removing
 	mem.leaving = md.Leaving
 	return mem
 }
@@ -391,6 +446,10 @@ func (m *Membership) record(n *memberlist.Node, state string) {
 		mem.State = state
 	}
 	m.mu.Lock()
+	mem.Since = time.Now()
+	if old, ok := m.members[mem.ID]; ok && old.State == mem.State {
+		mem.Since = old.Since
+	}
 	m.members[mem.ID] = mem
 	m.notify()
 	m.mu.Unlock()
@@ -423,7 +482,60 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (delegate) NotifyMsg([]byte)                           {}
+func (d delegate) NotifyMsg(b []byte) { d.m.receive(b) }
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type conflicts struct{ m *Membership }
+
+// NotifyConflict is memberlist's report of two nodes with one name. Only
+// a claim on this node's own ID concerns it: the other nodes keep the
+// first claimant and ignore the second.
+func (c conflicts) NotifyConflict(existing, other *memberlist.Node) {
+	if existing.Name != c.m.cfg.NodeID || c.m.cfg.Conflict == nil {
+		return
+	}
+	c.m.cfg.Conflict(other.Address())
+}
+
+// notice is a message one node sends another directly.
+type notice struct {
+	Kind      string `json:"k"`
+	From      string `json:"f"`
+	Partition int    `json:"p"`
+	Index     uint64 `json:"i"`
+}
+
+const noticeRemoved = "removed"
+
+// TellRemoved tells node id that it is not in partition's configuration
+// as of the configuration at index.
+func (m *Membership) TellRemoved(id string, partition int, index uint64) error {
+	var target *memberlist.Node
+	for _, n := range m.ml.Members() {
+		if n.Name == id {
+			target = n
+			break
+		}
+	}
+	if target == nil {
+		return fmt.Errorf("membership: no live node %q", id)
+	}
+	b, err := json.Marshal(notice{Kind: noticeRemoved, From: m.cfg.NodeID, Partition: partition, Index: index})
+	if err != nil {
+		return err
+	}
+	return m.ml.SendReliable(target, b)
+}
+
+func (m *Membership) receive(b []byte) {
+	var n notice
+	if err := json.Unmarshal(b, &n); err != nil {
+		m.log.Warn("ignoring an undecodable message", "err", err)
+		return
+	}
+	if n.Kind == noticeRemoved && m.cfg.Removed != nil {
+		m.cfg.Removed(n.From, n.Partition, n.Index)
+	}
+}

@@ -77,8 +77,8 @@ var ErrStateMissing = errors.New("partition: Raft log and snapshots missing")
 var ErrDamaged = errors.New("partition: log store damaged")
 
 // Formed reports whether every partition holds a Raft log or snapshot, and
-// checks the set is whole: when formed says the node belonged to a cluster,
-// or when some partitions have a log, every partition must have one.
+// checks the set is whole: when formed says the node belonged to a
+// cluster, every partition must have one.
 // Starting a damaged set would either never become ready or, worse,
 // bootstrap a new, empty group in place of the lost one.
 func (s *Set) Formed(formed bool) (bool, error) {
@@ -94,7 +94,10 @@ func (s *Set) Formed(formed bool) (bool, error) {
 			without = append(without, g.id)
 		}
 	}
-	if len(without) > 0 && (formed || len(with) > 0) {
+	// A node that was joining a cluster when it stopped holds some
+	// partitions and not yet others; only a recorded formation makes a
+	// missing log damage.
+	if len(without) > 0 && formed {
 		return false, fmt.Errorf("%w: partition %d has no log and no snapshot under %s, but this node belonged to a cluster (partitions with a log: %v)",
 			ErrStateMissing, without[0], s.cfg.Dir, with)
 	}
@@ -139,6 +142,7 @@ type Status struct {
 	AppliedIndex uint64
 	LastIndex    uint64
 	Voters       []string
+	NonVoters    []string
 	Locks        int
 	Ephemeral    int
 	// Batches and Commands count what this node proposed while leading;
@@ -166,11 +170,8 @@ func (g *Group) Status() Status {
 		st.Serving = true
 		st.Ephemeral = t.ephemeral.len()
 	}
-	if voters, err := g.Voters(); err == nil {
-		for id := range voters {
-			st.Voters = append(st.Voters, id)
-		}
-		slices.Sort(st.Voters)
+	if c, err := g.Configuration(); err == nil {
+		st.Voters, st.NonVoters = c.Voters(), c.NonVoters()
 	}
 	return st
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/fsm"
@@ -21,6 +22,9 @@ import (
 var (
 	// ErrNoLeader: the partition had no reachable leader within the wait.
 	ErrNoLeader = errors.New("router: partition has no leader")
+	// ErrStopped: this node stopped serving (it was removed from the
+	// cluster); another node serves the request.
+	ErrStopped = errors.New("router: this node no longer serves requests")
 )
 
 // Op is a request kind.
@@ -82,6 +86,7 @@ type Router struct {
 	fwd        Forwarder
 	leaderWait time.Duration
 	log        *slog.Logger
+	stopped    atomic.Bool
 }
 
 // Config configures a Router.
@@ -115,8 +120,14 @@ func New(cfg Config) *Router {
 // NodeID is the ID of the node this router runs on.
 func (r *Router) NodeID() string { return r.nodeID }
 
+// Stop makes every later request fail with ErrStopped.
+func (r *Router) Stop() { r.stopped.Store(true) }
+
 // Execute runs req on the partition leader.
 func (r *Router) Execute(ctx context.Context, req Request) (Response, error) {
+	if r.stopped.Load() {
+		return Response{}, ErrStopped
+	}
 	g := r.parts.For(req.Resource)
 	var resp Response
 	err := r.onLeader(ctx, g, func(ctx context.Context, local bool, leaderID, leaderAddr string) error {
@@ -233,6 +244,9 @@ type Entry struct {
 // the prefix and sorts after the cursor resource, across all partitions, in
 // resource order. more reports whether further locks follow.
 func (r *Router) List(ctx context.Context, d partition.Durability, prefix, after string, limit int) (entries []Entry, more bool, err error) {
+	if r.stopped.Load() {
+		return nil, false, ErrStopped
+	}
 	for _, g := range r.parts.Groups() {
 		err := r.onLeader(ctx, g, func(ctx context.Context, local bool, leaderID, leaderAddr string) error {
 			// One more than asked tells whether another page follows.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ var (
 	ErrPartitionMismatch = errors.New("partition count differs from the data directory's")
 	ErrNodeIDMismatch    = errors.New("node ID differs from the data directory's")
 	ErrLogStoreMismatch  = errors.New("log store differs from the data directory's")
+	ErrRemoved           = errors.New("this node was removed from its cluster")
 )
 
 // metaFile records what a data directory was created with. Raft state under
@@ -41,6 +43,10 @@ type meta struct {
 	// Formed is set once every partition holds Raft state: from then on a
 	// partition without its log is damage, never a reason to start afresh.
 	Formed bool `json:"formed,omitempty"`
+	// Removed is set when the cluster removed the node: its Raft state
+	// must never serve or vote again.
+	Removed   bool   `json:"removed,omitempty"`
+	RemovedBy string `json:"removedBy,omitempty"`
 }
 
 // logStoreBeforeChoice is the engine of a directory whose node.json names
@@ -51,6 +57,8 @@ const metaFormatVersion = 1
 
 // dataDir is an opened, exclusively locked data directory.
 type dataDir struct {
+	// mu orders the metadata writes of formation and removal.
+	mu   sync.Mutex
 	path string
 	lock *os.File
 	meta meta
@@ -66,6 +74,10 @@ type dataDirWants struct {
 	DefaultPartitions int
 	LogStore          partition.LogStore
 	Hostname          func() (string, error)
+	// Defer leaves a new directory's metadata unwritten: a joining node
+	// learns the partition count and log store from the cluster first,
+	// then calls create.
+	Defer bool
 }
 
 // openDataDir creates (if needed) and locks the data directory, and settles
@@ -96,13 +108,14 @@ func openDataDir(path string, want dataDirWants) (*dataDir, error) {
 				return nil, fmt.Errorf("%w: no --node-id given and the host name is unknown: %w", ErrDataDir, err)
 			}
 		}
-		partitions := cmp.Or(want.Partitions, want.DefaultPartitions)
-		store := cmp.Or(want.LogStore, partition.DefaultLogStore)
-		d.meta = meta{FormatVersion: metaFormatVersion, NodeID: nodeID, Partitions: partitions, LogStore: store, CreatedAt: time.Now().UTC()}
-		if err := writeMeta(path, d.meta); err != nil {
+		d.fresh = true
+		d.meta = meta{FormatVersion: metaFormatVersion, NodeID: nodeID}
+		if want.Defer {
+			break
+		}
+		if err := d.create(cmp.Or(want.Partitions, want.DefaultPartitions), cmp.Or(want.LogStore, partition.DefaultLogStore)); err != nil {
 			return nil, err
 		}
-		d.fresh = true
 	case err != nil:
 		return nil, err
 	default:
@@ -124,6 +137,10 @@ func openDataDir(path string, want dataDirWants) (*dataDir, error) {
 		if want.LogStore != "" && want.LogStore != stored.LogStore {
 			return nil, fmt.Errorf("%w: %s was created with --log-store %s, but --log-store is %s; the log store is fixed when a data directory is created",
 				ErrLogStoreMismatch, path, stored.LogStore, want.LogStore)
+		}
+		if stored.Removed {
+			return nil, fmt.Errorf("%w: %s belongs to node %q, which the cluster removed (told by %s); its state must not serve or vote again: empty the data directory and start the node with --join to add it anew",
+				ErrRemoved, path, stored.NodeID, cmp.Or(stored.RemovedBy, "a partition leader"))
 		}
 		d.meta = stored
 	}
@@ -211,8 +228,35 @@ func writeMeta(dir string, m meta) error {
 	return nil
 }
 
+// create writes a new directory's metadata.
+func (d *dataDir) create(partitions int, store partition.LogStore) error {
+	m := d.meta
+	m.Partitions, m.LogStore, m.CreatedAt = partitions, store, time.Now().UTC()
+	if err := writeMeta(d.path, m); err != nil {
+		return err
+	}
+	d.meta = m
+	return nil
+}
+
+// markRemoved records that the cluster removed this node.
+func (d *dataDir) markRemoved(by string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := d.meta
+	m.Removed, m.RemovedBy = true, by
+	if err := writeMeta(d.path, m); err != nil {
+		return err
+	}
+	// Field by field: other goroutines read the fields that never change.
+	d.meta.Removed, d.meta.RemovedBy = true, by
+	return nil
+}
+
 // markFormed records that the node belongs to a cluster.
 func (d *dataDir) markFormed() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.meta.Formed {
 		return nil
 	}
@@ -221,7 +265,7 @@ func (d *dataDir) markFormed() error {
 	if err := writeMeta(d.path, m); err != nil {
 		return err
 	}
-	d.meta = m
+	d.meta.Formed = true
 	return nil
 }
 

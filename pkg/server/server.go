@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -81,6 +82,12 @@ type Config struct {
 	// BalanceInterval is how often the leader balance is looked at
 	// (default 500 ms); a plan is carried out once it has stood for two.
 	BalanceInterval time.Duration
+	// JoinTimeout bounds how long a new node with --join looks for a
+	// formed cluster before it gives up (default 1 min).
+	JoinTimeout time.Duration
+	// DeadNodeTimeout is how long a member must have been failed before
+	// the cluster removes it; 0 never (--dead-node-timeout).
+	DeadNodeTimeout time.Duration
 	// ForceNewCluster makes every partition a single-voter group of this
 	// node with the state it holds (--force-new-cluster, CONTRACT §7).
 	ForceNewCluster bool
@@ -107,7 +114,15 @@ type Server struct {
 	mux     *transport.Mux
 	parts   *partition.Set
 	members *membership.Membership
+	remover *cluster.Remover
 	fwd     *forward.Client
+	nodeID  string
+	// joining is set while a node that joins a formed cluster is not yet
+	// a voter of every partition; removed once the cluster removed it.
+	joining      atomic.Bool
+	removed      atomic.Bool
+	removedOnce  sync.Once
+	conflicts    chan string
 	fwdSrv  *forward.Server
 	router  *router.Router
 	// stop ends formation and balancing.
@@ -152,7 +167,14 @@ func (c *Config) defaults() {
 	if c.BalanceInterval == 0 {
 		c.BalanceInterval = 500 * time.Millisecond
 	}
+	if c.JoinTimeout == 0 {
+		c.JoinTimeout = time.Minute
+	}
 }
+
+// joining reports whether the node joins a formed cluster rather than
+// forming one: --join without --bootstrap-expect above one.
+func (c *Config) joining() bool { return len(c.Join) > 0 && c.BootstrapExpect <= 1 }
 
 func (c *Config) validate() error {
 	if c.BootstrapExpect < 1 {
@@ -241,11 +263,14 @@ func New(cfg Config) (_ *Server, err error) {
 		DefaultPartitions: DefaultPartitions(cfg.BootstrapExpect),
 		LogStore:          cfg.LogStore,
 		Hostname:          cfg.Hostname,
+		Defer:             cfg.joining(),
 	})
 	if err != nil {
 		return nil, err
 	}
 	nodeID := s.data.meta.NodeID
+	s.nodeID = nodeID
+	s.joining.Store(cfg.joining())
 
 	if s.httpLn, err = listen("--http-addr", cfg.HTTPAddr); err != nil {
 		return nil, err
@@ -263,6 +288,17 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.mux = transport.NewMux(s.raftLn, raftAdvertise, s.log.With("component", "mux"))
 	s.raftLn = nil // the mux owns it now
+
+	// A new node joining a cluster learns the partition count and the log
+	// store from it before it creates anything.
+	if s.data.meta.Partitions == 0 {
+		if err := s.startMembership(false); err != nil {
+			return nil, err
+		}
+		if err := s.discover(); err != nil {
+			return nil, err
+		}
+	}
 
 	s.parts, err = partition.Open(partition.Config{
 		NodeID:      nodeID,
@@ -300,20 +336,12 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	s.members, err = membership.Start(membership.Config{
-		NodeID:        nodeID,
-		BindAddr:      cfg.GossipAddr,
-		AdvertiseAddr: cfg.AdvertiseGossip,
-		HTTPAddr:      s.httpAddr,
-		RaftAddr:      s.raftAddr,
-		Partitions:    s.parts.Count(),
-		Formed:        formed,
-		Join:          cfg.Join,
-		Timings:       cfg.Gossip,
-		Logger:        s.log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: --gossip-addr %s: %w", ErrListen, cfg.GossipAddr, err)
+	if s.members == nil {
+		if err := s.startMembership(formed); err != nil {
+			return nil, err
+		}
+	} else {
+		s.members.SetPartitions(s.parts.Count(), string(s.data.meta.LogStore))
 	}
 
 	s.fwd = forward.NewClient(s.mux.Dial)
@@ -342,14 +370,24 @@ func New(cfg Config) (_ *Server, err error) {
 	bg, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	s.formed = make(chan struct{})
-	formation := &cluster.Formation{Self: nodeID, Expect: cfg.BootstrapExpect, Parts: s.parts, Members: s.members, Log: s.log.With("component", "formation")}
+	formation := &cluster.Formation{
+		Self: nodeID, Join: cfg.joining(), Expect: cfg.BootstrapExpect, Parts: s.parts, Members: s.members,
+		Log: s.log.With("component", "formation"),
+	}
 	balancer := &cluster.Balancer{
 		Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval,
 		Log: s.log.With("component", "balancer"), Healthy: probeReady,
 	}
+	autopilot := &cluster.Autopilot{
+		Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval,
+		Log: s.log.With("component", "autopilot"), Healthy: probeReady, Applied: probeApplied,
+		DeadNodeTimeout: cfg.DeadNodeTimeout,
+	}
+	s.remover = &cluster.Remover{Parts: s.parts, Members: s.members, Healthy: probeReady}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		go s.watchConflicts(bg)
 		if err := formation.Run(bg); err != nil {
 			if bg.Err() == nil {
 				s.errs <- fmt.Errorf("forming the cluster: %w", err)
@@ -360,7 +398,13 @@ func New(cfg Config) (_ *Server, err error) {
 			s.errs <- fmt.Errorf("recording the formed cluster: %w", err)
 			return
 		}
+		s.joining.Store(false)
 		close(s.formed)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			autopilot.Run(bg)
+		}()
 		balancer.Run(bg)
 	}()
 	base, cancel := context.WithCancel(context.Background())
@@ -404,7 +448,7 @@ func (s *Server) HTTPAddr() string { return s.httpAddr }
 func (s *Server) RaftAddr() string { return s.raftAddr }
 
 // NodeID is this node's ID.
-func (s *Server) NodeID() string { return s.data.meta.NodeID }
+func (s *Server) NodeID() string { return s.nodeID }
 
 // Isolate cuts the node's internal traffic (Raft and forwarding) off from
 // every other node, or restores it; a fault hook for tests and drills.
@@ -424,12 +468,25 @@ func (s *Server) Errors() <-chan error { return s.errs }
 // every partition has a leader, this node serving it or another node that
 // gossip says is up.
 func (s *Server) Ready() (bool, string) {
+	if s.removed.Load() {
+		return false, "this node was removed from the cluster"
+	}
 	select {
 	case <-s.formed:
 	default:
+		if s.joining.Load() {
+			return false, "joining the cluster: not yet a voter of every partition"
+		}
 		return false, fmt.Sprintf("waiting for %d nodes to form the cluster", s.cfg.BootstrapExpect)
 	}
 	for _, g := range s.parts.Groups() {
+		c, err := g.Configuration()
+		if err != nil {
+			return false, err.Error()
+		}
+		if _, voter := c.Has(s.nodeID); !voter {
+			return false, fmt.Sprintf("partition %d: this node is not a voter", g.ID())
+		}
 		if g.IsLeader() {
 			continue
 		}
@@ -450,14 +507,43 @@ func (s *Server) Ready() (bool, string) {
 // Status reports every node gossip knows and every partition.
 func (s *Server) Status() wire.ClusterStatus {
 	st := wire.ClusterStatus{Type: wire.Got, ServedFrom: s.NodeID()}
+	groups := s.parts.Groups()
+	// seats counts, per node, the partitions it is in and those it votes in.
+	type seats struct{ in, voter int }
+	seat := map[string]*seats{}
+	for _, g := range groups {
+		c, err := g.Configuration()
+		if err != nil {
+			continue
+		}
+		for _, srv := range c.Servers {
+			if seat[srv.ID] == nil {
+				seat[srv.ID] = &seats{}
+			}
+			seat[srv.ID].in++
+			if srv.Voter {
+				seat[srv.ID].voter++
+			}
+		}
+	}
 	for _, m := range s.members.Members() {
-		ns := wire.NodeStatus{ID: m.ID, HTTPAddr: m.HTTPAddr, RaftAddr: m.RaftAddr, GossipAddr: m.GossipAddr, State: m.State}
+		ns := wire.NodeStatus{ID: m.ID, HTTPAddr: m.HTTPAddr, RaftAddr: m.RaftAddr, GossipAddr: m.GossipAddr, State: m.State, Role: wire.RoleNone}
+		switch n := seat[m.ID]; {
+		case n != nil && n.voter == len(groups):
+			ns.Role = wire.RoleVoter
+		case n != nil:
+			ns.Role = wire.RoleNonVoter
+		case m.Joining:
+			ns.Role = wire.RoleJoining
+		case !m.Alive():
+			continue // gone, and in no configuration: nothing to show
+		}
 		if m.ID == s.NodeID() {
 			st.Node = ns
 		}
 		st.Nodes = append(st.Nodes, ns)
 	}
-	for _, g := range s.parts.Groups() {
+	for _, g := range groups {
 		ps := g.Status()
 		st.Partitions = append(st.Partitions, wire.PartitionStatus{
 			ID:           ps.ID,
@@ -467,6 +553,7 @@ func (s *Server) Status() wire.ClusterStatus {
 			CommitIndex:  ps.CommitIndex,
 			AppliedIndex: ps.AppliedIndex,
 			Voters:       ps.Voters,
+			NonVoters:    ps.NonVoters,
 			Locks:        ps.Locks,
 		})
 	}

@@ -1,0 +1,291 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/cluster"
+	"github.com/kahuna-go/kahuna/pkg/membership"
+	"github.com/kahuna-go/kahuna/pkg/partition"
+	"github.com/kahuna-go/kahuna/pkg/wire"
+)
+
+// ErrJoin reports a node that cannot join the cluster it found: a setting
+// differs from the cluster's, its ID is taken, or no cluster answered.
+// Nothing changed on the cluster.
+var ErrJoin = errors.New("cannot join the cluster")
+
+// startMembership starts gossip with what this node knows so far; a
+// joining node does not know its partition count yet and announces 0,
+// which the cluster's leaders take as "not ready to be added".
+func (s *Server) startMembership(formed bool) error {
+	var err error
+	s.conflicts = make(chan string, 1)
+	s.members, err = membership.Start(membership.Config{
+		NodeID:        s.nodeID,
+		BindAddr:      s.cfg.GossipAddr,
+		AdvertiseAddr: s.cfg.AdvertiseGossip,
+		HTTPAddr:      s.httpAddr,
+		RaftAddr:      s.raftAddr,
+		Partitions:    s.data.meta.Partitions,
+		LogStore:      string(s.data.meta.LogStore),
+		Formed:        formed,
+		Join:          s.cfg.Join,
+		Timings:       s.cfg.Gossip,
+		Logger:        s.log,
+		Removed:       s.onRemoved,
+		Conflict: func(addr string) {
+			select {
+			case s.conflicts <- addr:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("%w: --gossip-addr %s: %w", ErrListen, s.cfg.GossipAddr, err)
+	}
+	return nil
+}
+
+// discover waits for a formed cluster through --join and settles this new
+// node's partition count and log store from it; a flag that contradicts
+// the cluster, or an ID the cluster already has, is refused before this
+// node creates anything or asks to be added.
+func (s *Server) discover() error {
+	s.log.Info("looking for a formed cluster to join", "join", s.cfg.Join)
+	deadline := time.NewTimer(s.cfg.JoinTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var found membership.Member
+	for found.ID == "" {
+		for _, m := range s.members.Members() {
+			if m.ID != s.nodeID && m.Alive() && m.Formed && m.Partitions > 0 {
+				found = m
+				break
+			}
+		}
+		if found.ID != "" {
+			break
+		}
+		select {
+		case addr := <-s.conflicts:
+			return fmt.Errorf("%w: another node already uses the node ID %q (at %s); give this node its own --node-id", ErrJoin, s.nodeID, addr)
+		case <-deadline.C:
+			return fmt.Errorf("%w: no formed cluster answered through --join %v within %v", ErrJoin, s.cfg.Join, s.cfg.JoinTimeout)
+		case <-tick.C:
+		}
+	}
+	store := partition.LogStore(found.LogStore)
+	if store == "" {
+		store = partition.DefaultLogStore
+	}
+	switch {
+	case s.cfg.Partitions != 0 && s.cfg.Partitions != found.Partitions:
+		return fmt.Errorf("%w: the cluster (seen through %s) has %d partitions, but --partitions is %d; drop the flag to take the cluster's",
+			ErrJoin, found.ID, found.Partitions, s.cfg.Partitions)
+	case s.cfg.LogStore != "" && s.cfg.LogStore != store:
+		return fmt.Errorf("%w: the cluster (seen through %s) uses --log-store %s, but --log-store is %s; drop the flag to take the cluster's",
+			ErrJoin, found.ID, store, s.cfg.LogStore)
+	}
+	if err := s.checkIDFree(found); err != nil {
+		return err
+	}
+	select {
+	case addr := <-s.conflicts:
+		return fmt.Errorf("%w: another node already uses the node ID %q (at %s); give this node its own --node-id", ErrJoin, s.nodeID, addr)
+	default:
+	}
+	s.log.Info("found the cluster to join", "through", found.ID, "partitions", found.Partitions, "log_store", store)
+	return s.data.create(found.Partitions, store)
+}
+
+// checkIDFree refuses an ID that the cluster still has in a partition's
+// configuration: a node that lost its data must be removed before a new
+// one takes its ID, or Raft would count a blank node as the old voter.
+func (s *Server) checkIDFree(m membership.Member) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := fetchStatus(ctx, m)
+	if err != nil {
+		s.log.Warn("could not read the cluster's status to check this node's ID is free", "from", m.ID, "err", err)
+		return nil
+	}
+	for _, p := range st.Partitions {
+		if slices.Contains(p.Voters, s.nodeID) || slices.Contains(p.NonVoters, s.nodeID) {
+			return fmt.Errorf("%w: the node ID %q is still a member of the cluster (partition %d); remove it first (kahuna-cli --remove-node %s) or give this node another --node-id",
+				ErrJoin, s.nodeID, p.ID, s.nodeID)
+		}
+	}
+	return nil
+}
+
+// watchConflicts turns a claim on this node's ID into a fatal error while
+// the node is joining; a member that is already in the cluster keeps its
+// ID, and memberlist ignores the newcomer.
+func (s *Server) watchConflicts(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case addr := <-s.conflicts:
+			if s.joining.Load() {
+				select {
+				case s.errs <- fmt.Errorf("%w: another node already uses the node ID %q (at %s)", ErrJoin, s.nodeID, addr):
+				default:
+				}
+				return
+			}
+			s.log.Warn("another node claims this node's ID; the cluster ignores it", "addr", addr)
+		}
+	}
+}
+
+// onRemoved handles a partition leader's notice that this node is not in
+// its configuration. A notice is believed only when it is news: it names
+// a configuration newer than this node's, or this node's own copy already
+// leaves it out. A stale leader cannot remove a node it never knew.
+func (s *Server) onRemoved(by string, p int, index uint64) {
+	if p < 0 || s.parts == nil || p >= s.parts.Count() || s.joining.Load() {
+		return
+	}
+	c, err := s.parts.Group(p).Configuration()
+	if err != nil {
+		return
+	}
+	if in, _ := c.Has(s.nodeID); in && index <= c.Index {
+		s.log.Debug("ignoring a removal notice about an older configuration", "from", by, "partition", p, "index", index, "ours", c.Index)
+		return
+	}
+	s.removedOnce.Do(func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.stopRemoved(by, p)
+		}()
+	})
+}
+
+// stopRemoved takes a removed node out of service for good: it records the
+// removal, answers every request "must retry" and /readyz 503, stops its
+// Raft groups so that it never stands for election, and leaves gossip. The
+// process stays up until it is stopped, so nothing restarts it by surprise.
+func (s *Server) stopRemoved(by string, p int) {
+	s.log.Warn("this node was removed from the cluster; it stops serving", "told_by", by, "partition", p)
+	s.removed.Store(true)
+	s.router.Stop()
+	if err := s.data.markRemoved(by); err != nil {
+		s.log.Error("could not record the removal in the data directory", "err", err)
+	}
+	if s.stop != nil {
+		s.stop()
+	}
+	if err := s.parts.Close(); err != nil {
+		s.log.Warn("stopping the Raft groups of a removed node", "err", err)
+	}
+	if err := s.members.Close(); err != nil {
+		s.log.Warn("leaving gossip", "err", err)
+	}
+}
+
+// RemoveNode removes a node from every partition (POST
+// /v1/cluster/remove-node). A node asked to remove itself passes the
+// request to another voter, since a removed node may never see the
+// configuration that leaves it out.
+func (s *Server) RemoveNode(ctx context.Context, id string) error {
+	if s.removed.Load() {
+		return fmt.Errorf("%w: this node was removed from the cluster", ErrJoin)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if id != s.nodeID {
+		return s.remover.Remove(ctx, id)
+	}
+	var last error
+	for _, m := range s.members.Members() {
+		if m.ID == s.nodeID || m.State != membership.StateAlive || m.Joining {
+			continue
+		}
+		err := removeThrough(ctx, m, id)
+		if err == nil || errors.Is(err, cluster.ErrUnknownNode) || errors.Is(err, cluster.ErrWouldLoseQuorum) {
+			return err
+		}
+		last = err
+	}
+	if last == nil {
+		// No other node: removing the only voter would leave no quorum.
+		return fmt.Errorf("%w: %s is the only live node", cluster.ErrWouldLoseQuorum, id)
+	}
+	return fmt.Errorf("no other node could carry out the removal: %w", last)
+}
+
+// removeThrough asks node m's API to remove id.
+func removeThrough(ctx context.Context, m membership.Member, id string) error {
+	body, _ := json.Marshal(wire.RemoveNodeRequest{Node: id})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.HTTPAddr+wire.PathRemoveNode, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var out wire.RemoveNodeResponse
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = json.Unmarshal(raw, &out)
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusNotFound:
+		return fmt.Errorf("%w (as %s sees it): %s", cluster.ErrUnknownNode, m.ID, out.Error)
+	case http.StatusConflict:
+		return fmt.Errorf("%w (as %s sees it): %s", cluster.ErrWouldLoseQuorum, m.ID, out.Error)
+	default:
+		return fmt.Errorf("%s answered HTTP %d: %s", m.ID, resp.StatusCode, out.Error)
+	}
+}
+
+// fetchStatus reads node m's cluster status.
+func fetchStatus(ctx context.Context, m membership.Member) (*wire.ClusterStatus, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+wire.PathClusterStatus, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered HTTP %d", m.ID, resp.StatusCode)
+	}
+	var st wire.ClusterStatus
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// probeApplied asks node m how far it has applied partition p's log.
+func probeApplied(ctx context.Context, m membership.Member, p int) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := fetchStatus(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	for _, ps := range st.Partitions {
+		if ps.ID == p {
+			return ps.AppliedIndex, nil
+		}
+	}
+	return 0, fmt.Errorf("%s reports no partition %d", m.ID, p)
+}
