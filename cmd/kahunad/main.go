@@ -57,6 +57,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 1, "number of voters that form a new cluster")
 	fs.IntVar(&c.Partitions, "partitions", 0, "number of partitions, fixed when the cluster is created (default: as stored, else --bootstrap-expect, one per voter)")
 	fs.StringVar(&o.logStore, "log-store", "", "Raft log engine of a new data directory: wal (hashicorp/raft-wal) or boltdb (raft-boltdb/v2); fixed once created (default: as stored, else wal)")
+	fs.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", server.DefaultDeadNodeTimeout, "remove a member that gossip has reported failed this long, once that leaves at least three live voters (0: never)")
+	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "disaster recovery after a quorum is lost for good, for one start on one surviving node: make every partition a single-voter group of this node with the data it holds (see docs/operations.md)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -97,6 +99,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 			return nil, fmt.Errorf("--log-store: %w", err)
 		}
 		c.LogStore = ls
+	}
+	if c.DeadNodeTimeout < 0 {
+		return nil, fmt.Errorf("--dead-node-timeout must not be negative, got %v", c.DeadNodeTimeout)
 	}
 	if c.Partitions == 0 && (set["partitions"] || getenv(envName("partitions")) != "") {
 		return nil, errors.New("--partitions must be at least 1")

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kahuna-go/kahuna/internal/testutil"
 )
@@ -71,6 +72,9 @@ func TestParseDefaults(t *testing.T) {
 	}
 	if c.BootstrapExpect != 1 {
 		t.Errorf("--bootstrap-expect = %d, want 1", c.BootstrapExpect)
+	}
+	if c.DeadNodeTimeout != 30*time.Second {
+		t.Errorf("--dead-node-timeout = %v, want 30s", c.DeadNodeTimeout)
 	}
 	if c.Partitions != 0 {
 		t.Errorf("--partitions = %d, want 0 (stored, else the default)", c.Partitions)
@@ -166,6 +170,8 @@ func TestParseErrors(t *testing.T) {
 		{"non-integer flag", []string{"--partitions", "four"}, nil, []string{"four"}},
 		{"unknown log store", []string{"--log-store", "rocksdb"}, nil, []string{"--log-store", `"rocksdb"`, "wal or boltdb"}},
 		{"unknown log store from the environment", nil, map[string]string{"KAHUNA_LOG_STORE": "WAL"}, []string{"--log-store", `"WAL"`}},
+		{"negative dead-node timeout", []string{"--dead-node-timeout", "-1s"}, nil, []string{"--dead-node-timeout", "negative"}},
+		{"dead-node timeout without a unit", []string{"--dead-node-timeout", "30"}, nil, []string{"dead-node-timeout"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -271,5 +277,36 @@ func TestHealthCommand(t *testing.T) {
 				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", got, tc.want, out.String(), errOut.String())
 			}
 		})
+	}
+}
+
+func TestParseForceNewCluster(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{"default", nil, nil, false},
+		{"flag", []string{"--force-new-cluster"}, nil, true},
+		{"flag=true", []string{"--force-new-cluster=true"}, nil, true},
+		{"environment", nil, map[string]string{"KAHUNA_FORCE_NEW_CLUSTER": "true"}, true},
+		{"environment 1", nil, map[string]string{"KAHUNA_FORCE_NEW_CLUSTER": "1"}, true},
+		{"environment false", nil, map[string]string{"KAHUNA_FORCE_NEW_CLUSTER": "false"}, false},
+		{"flag beats environment", []string{"--force-new-cluster=false"}, map[string]string{"KAHUNA_FORCE_NEW_CLUSTER": "true"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parse(tc.args, env(tc.env), io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.cfg.ForceNewCluster != tc.want {
+				t.Errorf("ForceNewCluster = %v, want %v", o.cfg.ForceNewCluster, tc.want)
+			}
+		})
+	}
+	_, err := parse(nil, env(map[string]string{"KAHUNA_FORCE_NEW_CLUSTER": "yes please"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "KAHUNA_FORCE_NEW_CLUSTER") {
+		t.Errorf("KAHUNA_FORCE_NEW_CLUSTER=\"yes please\": error %v, want one naming the variable", err)
 	}
 }

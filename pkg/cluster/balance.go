@@ -134,8 +134,20 @@ func plan(leaders []string, healthy []string) []Move {
 func (b *Balancer) round(ctx context.Context, now time.Time) {
 	var healthy []string
 	members := map[string]membership.Member{}
-	for _, m := range b.Members.Members() {
-		if m.State == membership.StateAlive && m.Formed && now.After(b.backoff[m.ID]) {
+	all := b.Members.Members()
+	// Leaderships go only to voters of every partition, and never to a
+	// node that some member asked to remove: it is handing its own over.
+	voters := votersEverywhere(b.Parts)
+	removing := map[string]bool{}
+	for _, m := range all {
+		if m.Alive() {
+			for _, id := range m.Removing {
+				removing[id] = true
+			}
+		}
+	}
+	for _, m := range all {
+		if m.State == membership.StateAlive && m.Formed && voters[m.ID] && !removing[m.ID] && now.After(b.backoff[m.ID]) {
 			healthy = append(healthy, m.ID)
 			members[m.ID] = m
 		}
@@ -202,4 +214,25 @@ func (b *Balancer) pause(id string, now time.Time) {
 		b.backoff = map[string]time.Time{}
 	}
 	b.backoff[id] = now.Add(failedTargetPause)
+}
+
+// votersEverywhere is the set of nodes that vote in every partition.
+func votersEverywhere(parts *partition.Set) map[string]bool {
+	count := map[string]int{}
+	for _, g := range parts.Groups() {
+		c, err := g.Configuration()
+		if err != nil {
+			return nil
+		}
+		for _, id := range c.Voters() {
+			count[id]++
+		}
+	}
+	out := map[string]bool{}
+	for id, n := range count {
+		if n == parts.Count() {
+			out[id] = true
+		}
+	}
+	return out
 }

@@ -137,6 +137,11 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("partition %d: raft config: %w", id, err)
 	}
+	if cfg.ForceNewCluster {
+		if err := g.forceNewCluster(rc); err != nil {
+			return nil, err
+		}
+	}
 
 	adapter := &fsmAdapter{machine: g.machine, onRelease: g.released, onApplied: g.applied, log: log}
 	g.raft, err = raft.NewRaft(rc, adapter, g.logs, g.store, g.snaps, g.trans)

@@ -111,4 +111,3 @@ func (g *Group) change(what string, f raft.IndexFuture) error {
 		return fmt.Errorf("partition %d: %s: %w", g.id, what, err)
 	}
 }
-

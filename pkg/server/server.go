@@ -39,6 +39,9 @@ func DefaultPartitions(bootstrapExpect int) int {
 	return max(1, bootstrapExpect)
 }
 
+// DefaultDeadNodeTimeout is --dead-node-timeout's default (CONTRACT §7).
+const DefaultDeadNodeTimeout = 30 * time.Second
+
 // The API server's connection timeouts, shared with kahuna-ceiling, whose
 // measurement means something only on the same HTTP set-up.
 const (
@@ -119,12 +122,12 @@ type Server struct {
 	nodeID  string
 	// joining is set while a node that joins a formed cluster is not yet
 	// a voter of every partition; removed once the cluster removed it.
-	joining      atomic.Bool
-	removed      atomic.Bool
-	removedOnce  sync.Once
-	conflicts    chan string
-	fwdSrv  *forward.Server
-	router  *router.Router
+	joining     atomic.Bool
+	removed     atomic.Bool
+	removedOnce sync.Once
+	conflicts   chan string
+	fwdSrv      *forward.Server
+	router      *router.Router
 	// stop ends formation and balancing.
 	stop     context.CancelFunc
 	formed   chan struct{}
