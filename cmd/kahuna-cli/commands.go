@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -68,7 +69,8 @@ func commands() []command {
 		)
 	}
 	return append(cmds,
-		command{name: "cluster", min: 0, max: 0, brief: "show the nodes and each partition's leader", bind: bindCluster},
+		command{name: "cluster", min: 0, max: 0, brief: "show the nodes (state, role) and each partition's leader, indexes, voters and non-voters", bind: bindCluster},
+		command{name: "remove-node", args: "ID", min: 1, max: 1, brief: "take node ID out of the cluster (its leaderships move first)", bind: bindRemoveNode},
 		command{name: "help", args: "[COMMAND]", min: 0, max: 1, brief: "list the commands, or explain one"},
 		command{name: "exit", min: 0, max: 0, brief: "release the locks this session holds and leave (also quit, Ctrl-D)"},
 		command{name: "quit", min: 0, max: 0, brief: "the same as exit"},
@@ -141,6 +143,14 @@ func bindList(s *shell, cmd command, args []string) (call, error) {
 
 func bindCluster(s *shell, _ command, _ []string) (call, error) {
 	return call{do: func(ctx context.Context) outcome { return doCluster(ctx, s.c) }}, nil
+}
+
+func bindRemoveNode(s *shell, _ command, args []string) (call, error) {
+	id := args[0]
+	if id == "" {
+		return call{}, errors.New("ID is empty")
+	}
+	return call{do: func(ctx context.Context) outcome { return doRemoveNode(ctx, s.c, id) }}, nil
 }
 
 // writeHelp lists every command, or explains the one named.

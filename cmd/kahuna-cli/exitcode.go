@@ -9,7 +9,7 @@ import (
 // Exit codes. A command run under a lock passes its own code through.
 const (
 	exitOK          = 0  // done
-	exitNegative    = 1  // busy, not the owner, not found
+	exitNegative    = 1  // busy, not the owner, not found, node not removed
 	exitUsage       = 2  // bad flags, arguments or input
 	exitUnavailable = 3  // no node answered, or the server failed
 	exitLost        = 75 // the lock was lost while the command ran (EX_TEMPFAIL)
@@ -25,7 +25,8 @@ func exitCodeOf(err error) int {
 		return exitOK
 	case errors.Is(err, errUsage), errors.Is(err, client.ErrInvalidInput):
 		return exitUsage
-	case errors.Is(err, client.ErrBusy), errors.Is(err, client.ErrNotOwner), errors.Is(err, client.ErrNotFound):
+	case errors.Is(err, client.ErrBusy), errors.Is(err, client.ErrNotOwner), errors.Is(err, client.ErrNotFound),
+		errors.Is(err, client.ErrUnknownNode), errors.Is(err, client.ErrWouldLoseQuorum):
 		return exitNegative
 	default: // client.ErrUnavailable, *client.ServerError, anything unexpected
 		return exitUnavailable

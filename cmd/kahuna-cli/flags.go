@@ -44,12 +44,15 @@ const (
 	opGet                   // --get-lock
 	opList                  // --list
 	opForceUnlock           // --force-unlock
+	opCluster               // --cluster
+	opRemoveNode            // --remove-node
 )
 
 // options are the parsed command line.
 type options struct {
 	op         op
 	resource   string
+	node       string // --remove-node
 	endpoints  []string
 	json       bool
 	timeout    time.Duration
@@ -99,6 +102,8 @@ func flagSet(o *options, raw *rawFlags) (*flag.FlagSet, map[string]string) {
 	str(&raw.get, "", "get-lock")
 	boolean(&raw.list, "list")
 	str(&raw.force, "", "force-unlock")
+	boolean(&raw.cluster, "cluster")
+	str(&o.node, "", "remove-node")
 	str(&o.owner, "", "owner")
 	dur(&o.expires, 0, "expires")
 	dur(&o.wait, 0, "wait")
@@ -113,7 +118,7 @@ func flagSet(o *options, raw *rawFlags) (*flag.FlagSet, map[string]string) {
 type rawFlags struct {
 	endpoints, format                string
 	lock, extend, unlock, get, force string
-	list, ephemeral                  bool
+	list, ephemeral, cluster         bool
 }
 
 // opFlag is a one-shot operation flag.
@@ -131,6 +136,8 @@ func opFlags() []opFlag {
 		{"get-lock", opGet},
 		{"list", opList},
 		{"force-unlock", opForceUnlock},
+		{"cluster", opCluster},
+		{"remove-node", opRemoveNode},
 	}
 }
 
@@ -181,14 +188,28 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 		return nil, usagef("%s cannot be combined; give one operation", strings.Join(ops, " and "))
 	}
 	o.resource = map[op]string{opLock: raw.lock, opExtend: raw.extend, opUnlock: raw.unlock, opGet: raw.get, opForceUnlock: raw.force}[o.op]
+	// Checked before the other arguments: "--remove-node --format json"
+	// takes --format as the ID and would otherwise be reported as a stray
+	// "json".
+	if o.op == opRemoveNode {
+		if o.node == "" {
+			return nil, usagef("--remove-node needs a node ID (--remove-node ID)")
+		}
+		if strings.HasPrefix(o.node, "-") {
+			return nil, usagef("--remove-node needs a node ID, not the flag %q", o.node)
+		}
+	}
 
 	// A command after "--" runs under the lock.
 	rest := fs.Args()
 	dashdash := len(rest) < len(args) && args[len(args)-len(rest)-1] == "--"
 	switch {
 	case len(rest) > 0 && !dashdash:
-		if o.op == opShell {
+		switch o.op {
+		case opShell:
 			return nil, usagef("unexpected argument %q: one-shot operations are flags (--lock NAME …); with no flags kahuna-cli starts its shell", rest[0])
+		case opCluster, opRemoveNode:
+			return nil, usagef("unexpected argument %q: %s takes no other argument", rest[0], opName(o.op))
 		}
 		return nil, usagef("unexpected argument %q: put the command to run under the lock after --", rest[0])
 	case dashdash && o.op != opLock:
@@ -302,6 +323,8 @@ Usage:
   kahuna-cli [global flags] --get-lock NAME [--ephemeral]
   kahuna-cli [global flags] --list [--prefix P] [--ephemeral]
   kahuna-cli [global flags] --force-unlock NAME [--ephemeral]
+  kahuna-cli [global flags] --cluster                    the nodes and partitions, as a node sees them
+  kahuna-cli [global flags] --remove-node ID             take node ID out of the cluster
 
 Global flags:
   -c, --connection-source URLS   comma-separated node URLs (alias --endpoints; env KAHUNA_ENDPOINTS;
@@ -324,9 +347,14 @@ Flags take one or two dashes (-lock or --lock) and a value as the next word or a
 Run under a lock (-- CMD): CMD runs while the lock is held and kept alive, with KAHUNA_LOCK_RESOURCE,
 KAHUNA_LOCK_OWNER and KAHUNA_FENCING_TOKEN in its environment; the lock is released when it exits.
 
-Exit codes: 0 done; 1 negative outcome (busy, not the owner, not found); 2 usage error;
-3 server unreachable or server error; 75 lost the lock while CMD ran; with -- CMD otherwise CMD's
-own exit code (128+N if a signal N ended it).
+Cluster: --cluster shows every node (gossip state, role, addresses) and every partition (leader,
+term, commit and applied index, locks, voters, non-voters). --remove-node ID moves the node's
+leaderships away and takes it out of every partition; an unknown node, or a removal that would
+leave a partition without a quorum, is refused (exit 1) and changes nothing.
+
+Exit codes: 0 done; 1 negative outcome (busy, not the owner, not found, node not removed);
+2 usage error; 3 server unreachable or server error; 75 lost the lock while CMD ran; with -- CMD
+otherwise CMD's own exit code (128+N if a signal N ended it).
 
 See docs/cli.md for the shell, the JSON output and scripting recipes.
 `

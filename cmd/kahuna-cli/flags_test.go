@@ -47,6 +47,8 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"--force-unlock", "a", "--ephemeral"}, check: func(o *options) bool {
 			return o.op == opForceUnlock && o.durability == client.Ephemeral
 		}},
+		{args: []string{"--cluster"}, check: func(o *options) bool { return o.op == opCluster && !o.json }},
+		{args: []string{"-remove-node=n4", "--format", "json"}, check: func(o *options) bool { return o.op == opRemoveNode && o.node == "n4" && o.json }},
 		// An empty owner (an unset variable) is no owner for --lock.
 		{args: []string{"--lock", "a", "--owner", "", "--expires", "1s"}, check: func(o *options) bool { return o.op == opLock && o.owner == "" }},
 		// Endpoints: flag, aliases, environment, default.
@@ -101,6 +103,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--list", "--ephemeral", "--expires", "1s"}, "--expires does not apply to --list"},
 		{[]string{"--ephemeral"}, "--ephemeral does not apply to the shell"},
 		{[]string{"--format", "yaml"}, `--format is "yaml"; use console or json`},
+		{[]string{"--remove-node"}, "flag needs an argument: -remove-node"},
+		{[]string{"--remove-node", ""}, "--remove-node needs a node ID (--remove-node ID)"},
+		{[]string{"--remove-node", "-t", "1s"}, `--remove-node needs a node ID, not the flag "-t"`},
+		{[]string{"--remove-node", "n1", "n2"}, `unexpected argument "n2": --remove-node takes no other argument`},
+		{[]string{"--remove-node", "n1", "--owner", "me"}, "--owner does not apply to --remove-node"},
+		{[]string{"--cluster", "--remove-node", "n1"}, "--cluster and --remove-node cannot be combined"},
+		{[]string{"--cluster", "--ephemeral"}, "--ephemeral does not apply to --cluster"},
+		{[]string{"--cluster", "n1"}, `unexpected argument "n1": --cluster takes no other argument`},
+		{[]string{"--cluster", "--", "true"}, "a command after -- runs under a lock"},
 		{[]string{"-t", "0"}, "--timeout must be longer than 0"},
 		{[]string{"-c", " , "}, "--connection-source lists no endpoint"},
 	} {
@@ -116,7 +127,8 @@ func TestUsageErrors(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"-help"}} {
 		var out, errOut bytes.Buffer
-		if code := run(args, getenv(nil), stdio{out: &out, err: &errOut}); code != 0 || !strings.Contains(out.String(), "--lock NAME --expires D") || !strings.Contains(out.String(), "Exit codes") {
+		if code := run(args, getenv(nil), stdio{out: &out, err: &errOut}); code != 0 || !strings.Contains(out.String(), "--lock NAME --expires D") || !strings.Contains(out.String(), "--cluster ") ||
+			!strings.Contains(out.String(), "--remove-node ID ") || !strings.Contains(out.String(), "Exit codes") {
 			t.Errorf("%q: exit %d, stdout %q stderr %q", args, code, out.String(), errOut.String())
 		}
 	}

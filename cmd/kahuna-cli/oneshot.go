@@ -33,9 +33,17 @@ func oneShot(c *client.Client, o *options, std stdio) int {
 		out = doList(ctx, c, o.prefix, o.durability)
 	case opForceUnlock:
 		out = doForceUnlock(ctx, c, t)
+	case opCluster:
+		out = doCluster(ctx, c)
+	case opRemoveNode:
+		out = doRemoveNode(ctx, c, o.node)
 	}
 	if sig, ok := caughtSignal(ctx); ok && out.exitCode() == exitUnavailable {
-		out = interruptedReport(t, signalExitCode(sig))
+		r := interruptedReport(t, signalExitCode(sig))
+		if o.op == opCluster || o.op == opRemoveNode {
+			r = noLock(r)
+		}
+		out = r
 	}
 	printer{out: std.out, errOut: std.err, json: o.json}.print(out)
 	return out.exitCode()

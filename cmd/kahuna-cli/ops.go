@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/client"
@@ -108,12 +109,47 @@ func doList(ctx context.Context, c *client.Client, prefix string, d client.Durab
 	return r
 }
 
+// doCluster fetches the cluster status; the shell's cluster and --cluster
+// both print it through clusterReport.
 func doCluster(ctx context.Context, c *client.Client) outcome {
 	st, err := c.ClusterStatus(ctx)
 	if err != nil {
-		r := errorReport(target{}, err)
-		r.Durability = ""
-		return r
+		return noLock(errorReport(target{}, err))
 	}
 	return newClusterReport(st)
+}
+
+// noLock drops the durability from a report about no lock (a cluster
+// command that failed or was interrupted).
+func noLock(r report) report {
+	r.Durability = ""
+	return r
+}
+
+// doRemoveNode removes a node from the cluster. A refusal (unknown node,
+// lost quorum, input the server rejects) is a negative outcome, like a busy
+// lock: the cluster answered and nothing changed.
+func doRemoveNode(ctx context.Context, c *client.Client, id string) outcome {
+	err := c.RemoveNode(ctx, id)
+	switch {
+	case err == nil:
+		return removedReport(id)
+	case errors.Is(err, client.ErrUnknownNode):
+		return notRemovedReport(id, resultUnknownNode, "unknown node "+id)
+	case errors.Is(err, client.ErrWouldLoseQuorum):
+		return notRemovedReport(id, resultWouldLoseQuorum, serverReason(err, client.ErrWouldLoseQuorum))
+	case errors.Is(err, client.ErrInvalidInput):
+		return notRemovedReport(id, resultInvalid, serverReason(err, client.ErrInvalidInput))
+	}
+	return removeErrorReport(id, err)
+}
+
+// serverReason is the server's own words in err, which the client wraps as
+// "<sentinel>: <message>"; the sentinel's text (less "kahuna: ") when the
+// server gave none.
+func serverReason(err, sentinel error) string {
+	if msg, ok := strings.CutPrefix(err.Error(), sentinel.Error()+": "); ok && strings.TrimSpace(msg) != "" {
+		return msg
+	}
+	return strings.TrimPrefix(sentinel.Error(), "kahuna: ")
 }

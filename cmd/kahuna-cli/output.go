@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/client"
-	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
 // outcome is the answer to one operation: printed as text (console) or as
@@ -227,44 +226,99 @@ func (r listReport) text() string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// clusterReport is the cluster as one node sees it.
+// clusterReport is the cluster as one node sees it: the answer of the
+// shell's cluster command and of --cluster alike.
 //
-// JSON: {"result":"cluster","servedFrom":…,"nodes":[…],"partitions":[…]},
-// the nodes and partitions as GET /v1/cluster/status has them.
+// JSON: GET /v1/cluster/status's reply as the server sent it (type,
+// servedFrom, node, nodes, partitions), with "result":"cluster" added.
 type clusterReport struct {
-	Result     string                 `json:"result"`
-	ServedFrom string                 `json:"servedFrom"`
-	Nodes      []wire.NodeStatus      `json:"nodes"`
-	Partitions []wire.PartitionStatus `json:"partitions"`
-	st         *client.Status
+	Result string `json:"result"`
+	*client.Status
 }
 
 func newClusterReport(st *client.Status) clusterReport {
-	return clusterReport{Result: resultCluster, ServedFrom: st.ServedFrom, Nodes: st.Nodes, Partitions: st.Partitions, st: st}
+	return clusterReport{Result: resultCluster, Status: st}
 }
 
 func (r clusterReport) exitCode() int { return exitOK }
 
+// text is two tables: the nodes, then the partitions.
 func (r clusterReport) text() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d %s, %d %s, as %s sees it\n", len(r.st.Nodes), plural(len(r.st.Nodes), "node", "nodes"),
-		len(r.st.Partitions), plural(len(r.st.Partitions), "partition", "partitions"), r.st.ServedFrom)
+	fmt.Fprintf(&b, "%d %s, %d %s, as %s sees it\n", len(r.Nodes), plural(len(r.Nodes), "node", "nodes"),
+		len(r.Partitions), plural(len(r.Partitions), "partition", "partitions"), r.ServedFrom)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tSTATE\tHTTP\tRAFT")
-	for _, n := range r.st.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, n.State, n.HTTPAddr, n.RaftAddr)
+	fmt.Fprintln(tw, "NODE\tSTATE\tROLE\tHTTP\tRAFT")
+	for _, n := range r.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, orDash(n.State), orDash(n.Role), orDash(n.HTTPAddr), orDash(n.RaftAddr))
 	}
 	tw.Flush()
 	b.WriteString("\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PARTITION\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLOCKS\tVOTERS")
-	for _, p := range r.st.Partitions {
+	fmt.Fprintln(tw, "PARTITION\tLEADER\tTERM\tCOMMIT\tAPPLIED\tLOCKS\tVOTERS\tNON-VOTERS")
+	for _, p := range r.Partitions {
 		leader := p.Leader
 		if leader == "" {
 			leader = "(none)"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\n", p.ID, leader, p.Term, p.CommitIndex, p.AppliedIndex, p.Locks, strings.Join(p.Voters, ","))
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", p.ID, leader, p.Term, p.CommitIndex, p.AppliedIndex, p.Locks,
+			orDash(strings.Join(p.Voters, ",")), orDash(strings.Join(p.NonVoters, ",")))
 	}
 	tw.Flush()
 	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// orDash keeps an empty table cell visible, so that the columns after it
+// stay in place for a reader and for awk.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// removeReport is the outcome of --remove-node and the shell's remove-node.
+//
+// JSON: {"result":"removed","removed":ID}, or {"result":…,"node":ID,
+// "error":…} with result unknown-node, would-lose-quorum, invalid-input
+// (exit 1 here: the server refused the removal), unavailable or error.
+type removeReport struct {
+	Result  string `json:"result"`
+	Removed string `json:"removed,omitempty"`
+	Node    string `json:"node,omitempty"`
+	Error   string `json:"error,omitempty"`
+
+	line string
+	code int
+}
+
+func (r removeReport) exitCode() int { return r.code }
+func (r removeReport) text() string  { return r.line }
+
+// Results of a removal beyond those a lock operation has.
+const (
+	resultRemoved         = "removed"
+	resultUnknownNode     = "unknown-node"
+	resultWouldLoseQuorum = "would-lose-quorum"
+	notRemoved            = "not removed"
+)
+
+func removedReport(id string) removeReport {
+	return removeReport{Result: resultRemoved, Removed: id, line: "removed " + id}
+}
+
+// notRemovedReport is a removal the server refused: exit 1, the reason on
+// stdout, as for a lock that is busy.
+func notRemovedReport(id, result, reason string) removeReport {
+	return removeReport{Result: result, Node: id, Error: reason, code: exitNegative, line: notRemoved + ": " + reason}
+}
+
+// removeErrorReport is a removal that no node answered, or that failed on
+// the server: exit 3, on stderr.
+func removeErrorReport(id string, err error) removeReport {
+	r := removeReport{Result: resultError, Node: id, Error: err.Error(), code: exitUnavailable, line: consoleErrorPrefix + err.Error()}
+	if isUnavailable(err) {
+		r.Result = resultUnavailable
+	}
+	return r
 }

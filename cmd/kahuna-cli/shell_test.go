@@ -221,16 +221,16 @@ func TestShellCluster(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("got %v", r)
 	}
-	for _, want := range []string{`3 nodes, 3 partitions, as n\d sees it`, `(?m)^NODE +STATE +HTTP +RAFT$`, `(?m)^PARTITION +LEADER +TERM +COMMIT +APPLIED +LOCKS +VOTERS$`, `acquired`, `released`} {
+	for _, want := range []string{`3 nodes, 3 partitions, as n\d sees it`, `(?m)^NODE +STATE +ROLE +HTTP +RAFT$`, `(?m)^PARTITION +LEADER +TERM +COMMIT +APPLIED +LOCKS +VOTERS +NON-VOTERS$`, `acquired`, `released`} {
 		if !regexp.MustCompile(want).MatchString(r.stdout) {
 			t.Fatalf("no %q in\n%s", want, r.stdout)
 		}
 	}
 	for i, n := range tc.Nodes {
-		if !regexp.MustCompile(`(?m)^` + n.ID + ` +alive +` + regexp.QuoteMeta(n.HTTP)).MatchString(r.stdout) {
+		if !regexp.MustCompile(`(?m)^` + n.ID + ` +alive +voter +` + regexp.QuoteMeta(n.HTTP)).MatchString(r.stdout) {
 			t.Errorf("node %s missing:\n%s", n.ID, r.stdout)
 		}
-		if leader := tc.Leaders()[i]; !regexp.MustCompile(fmt.Sprintf(`(?m)^%d +%s +\d+`, i, leader)).MatchString(r.stdout) {
+		if leader := tc.Leaders()[i]; !regexp.MustCompile(fmt.Sprintf(`(?m)^%d +%s +\d+ +\d+ +\d+ +\d+ +(n\d,){2}n\d +-$`, i, leader)).MatchString(r.stdout) {
 			t.Errorf("partition %d with leader %s missing:\n%s", i, leader, r.stdout)
 		}
 	}
