@@ -44,8 +44,16 @@ type Autopilot struct {
 	// caughtUp remembers, per partition and node, when a non-voter was
 	// first seen caught up: promotion waits for it to stay so.
 	caughtUp map[promotion]time.Time
-	// told limits "you were removed" notices to one per node a while.
-	told map[string]time.Time
+	// SelfRemoved is called when this node finds itself missing from a
+	// partition's configuration that it holds.
+	SelfRemoved func(partition int, index uint64)
+
+	// told limits "you were removed" notices to one per node and
+	// partition a while.
+	told map[promotion]time.Time
+	// missing remembers since when a voter has been unknown to gossip
+	// (a node that died before this one joined never shows up as failed).
+	missing map[string]time.Time
 }
 
 type promotion struct {
@@ -61,7 +69,7 @@ const (
 	maxLag    = 256
 	stableFor = time.Second
 	// tellEvery spaces the notices to a removed node that is still up.
-	tellEvery = 5 * time.Second
+	tellEvery = 2 * time.Second
 )
 
 // minAutoVoters is the fewest live voters the automatic removal of failed
@@ -75,7 +83,8 @@ func (a *Autopilot) Run(ctx context.Context) {
 		a.Now = time.Now
 	}
 	a.caughtUp = map[promotion]time.Time{}
-	a.told = map[string]time.Time{}
+	a.told = map[promotion]time.Time{}
+	a.missing = map[string]time.Time{}
 	t := time.NewTicker(a.Interval)
 	defer t.Stop()
 	for {
@@ -109,21 +118,51 @@ func (a *Autopilot) look() view {
 
 func (a *Autopilot) round(ctx context.Context) {
 	v := a.look()
+	a.trackMissing(v)
 	for _, g := range a.Parts.Groups() {
-		if !g.IsLeader() {
-			continue
-		}
 		c, err := g.Configuration()
 		if err != nil {
 			a.Log.Warn("cannot read a partition's configuration", "partition", g.ID(), "err", err)
 			continue
 		}
-		// One change per partition per round: the next round decides
-		// from the configuration that change produced.
-		if a.removeRequested(ctx, g, c, v) || a.addJoiner(g, c, v) || a.promote(ctx, g, c, v) || a.removeDead(ctx, g, c, v) {
+		if in, _ := c.Has(a.Self); !in && len(c.Servers) > 0 && a.SelfRemoved != nil {
+			// The change that removed this node reached its log.
+			a.SelfRemoved(g.ID(), c.Index)
+			return
+		}
+		if !g.IsLeader() {
 			continue
 		}
 		a.tellRemoved(g, c, v)
+		// One change per partition per round: the next round decides
+		// from the configuration that change produced.
+		_ = a.removeRequested(ctx, g, c, v) || a.addJoiner(g, c, v) || a.promote(ctx, g, c, v) || a.removeDead(ctx, g, c, v)
+	}
+}
+
+// trackMissing notes since when each voter has been unknown to gossip.
+func (a *Autopilot) trackMissing(v view) {
+	now := a.Now()
+	seen := map[string]bool{}
+	for _, g := range a.Parts.Groups() {
+		c, err := g.Configuration()
+		if err != nil {
+			continue
+		}
+		for _, id := range c.Voters() {
+			if _, known := v.members[id]; known {
+				continue
+			}
+			seen[id] = true
+			if _, ok := a.missing[id]; !ok {
+				a.missing[id] = now
+			}
+		}
+	}
+	for id := range a.missing {
+		if !seen[id] {
+			delete(a.missing, id)
+		}
 	}
 }
 
@@ -245,8 +284,11 @@ func (a *Autopilot) removeDead(ctx context.Context, g *partition.Group, c partit
 	}
 	now := a.Now()
 	for _, s := range c.Servers {
-		m, ok := v.members[s.ID]
-		if !ok || m.State != membership.StateFailed || now.Sub(m.Since) < a.DeadNodeTimeout {
+		failedSince, failed := a.missing[s.ID]
+		if m, ok := v.members[s.ID]; ok {
+			failedSince, failed = m.Since, m.State == membership.StateFailed
+		}
+		if !failed || now.Sub(failedSince) < a.DeadNodeTimeout {
 			continue
 		}
 		live := NewLiveness(ctx, v.members, a.Healthy).Live
@@ -257,7 +299,7 @@ func (a *Autopilot) removeDead(ctx context.Context, g *partition.Group, c partit
 			continue
 		}
 		a.Log.Warn("removing a member that has been failed longer than the dead-node timeout",
-			"partition", g.ID(), "node", s.ID, "failed_for", now.Sub(m.Since).Round(time.Second), "timeout", a.DeadNodeTimeout)
+			"partition", g.ID(), "node", s.ID, "failed_for", now.Sub(failedSince).Round(time.Second), "timeout", a.DeadNodeTimeout)
 		if err := g.RemoveServer(s.ID, c.Index); err != nil {
 			a.Log.Warn("removing a failed member failed", "partition", g.ID(), "node", s.ID, "err", err)
 		}
@@ -276,13 +318,14 @@ func (a *Autopilot) tellRemoved(g *partition.Group, c partition.Configuration, v
 		if id == a.Self || !m.Alive() || !m.Formed || m.Joining || m.Partitions != a.Parts.Count() {
 			continue
 		}
-		if in, _ := c.Has(id); in || now.Sub(a.told[id]) < tellEvery {
+		key := promotion{g.ID(), id}
+		if in, _ := c.Has(id); in || now.Sub(a.told[key]) < tellEvery {
 			continue
 		}
-		a.told[id] = now
+		a.told[key] = now
 		a.Log.Info("telling a node outside the partition's configuration that it was removed", "partition", g.ID(), "node", id)
 		if err := a.Members.TellRemoved(id, g.ID(), c.Index); err != nil {
-			a.Log.Debug("could not tell a removed node", "node", id, "err", err)
+			a.Log.Warn("could not tell a removed node", "node", id, "err", err)
 		}
 	}
 }

@@ -161,7 +161,7 @@ func (s *Server) onRemoved(by string, p int, index uint64) {
 		return
 	}
 	if in, _ := c.Has(s.nodeID); in && index <= c.Index {
-		s.log.Debug("ignoring a removal notice about an older configuration", "from", by, "partition", p, "index", index, "ours", c.Index)
+		s.log.Info("ignoring a removal notice about an older configuration", "from", by, "partition", p, "index", index, "ours", c.Index)
 		return
 	}
 	s.removedOnce.Do(func() {
@@ -245,9 +245,9 @@ func removeThrough(ctx context.Context, m membership.Member, id string) error {
 	case http.StatusOK:
 		return nil
 	case http.StatusNotFound:
-		return fmt.Errorf("%w (as %s sees it): %s", cluster.ErrUnknownNode, m.ID, out.Error)
+		return &relayedError{cluster.ErrUnknownNode, out.Error + " (as " + m.ID + " sees it)"}
 	case http.StatusConflict:
-		return fmt.Errorf("%w (as %s sees it): %s", cluster.ErrWouldLoseQuorum, m.ID, out.Error)
+		return &relayedError{cluster.ErrWouldLoseQuorum, out.Error + " (as " + m.ID + " sees it)"}
 	default:
 		return fmt.Errorf("%s answered HTTP %d: %s", m.ID, resp.StatusCode, out.Error)
 	}
@@ -289,3 +289,13 @@ func probeApplied(ctx context.Context, m membership.Member, p int) (uint64, erro
 	}
 	return 0, fmt.Errorf("%s reports no partition %d", m.ID, p)
 }
+
+// relayedError is another node's refusal: its message already names the
+// reason, and errors.Is still finds the sentinel.
+type relayedError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *relayedError) Error() string { return e.msg }
+func (e *relayedError) Unwrap() error { return e.sentinel }

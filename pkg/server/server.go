@@ -385,6 +385,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval,
 		Log: s.log.With("component", "autopilot"), Healthy: probeReady, Applied: probeApplied,
 		DeadNodeTimeout: cfg.DeadNodeTimeout,
+		SelfRemoved:     func(p int, index uint64) { s.onRemoved(nodeID, p, index) },
 	}
 	s.remover = &cluster.Remover{Parts: s.parts, Members: s.members, Healthy: probeReady}
 	s.wg.Add(1)
