@@ -355,3 +355,43 @@ func TestReplaceDeadNode(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedWhileDown removes a node that is stopped, then starts it
+// again with its old data directory: the removal never reached its log, so
+// the cluster tells it; it stops serving without disturbing the cluster
+// (no partition's term moves), and from then on refuses to start.
+func TestRemovedWhileDown(t *testing.T) {
+	t.Parallel()
+	c := startProcCluster(t, 3)
+	tok := lock(t, c.procs[0].Client(), "kept", "keeper")
+	c.procs[2].Stop()
+	if err := goClient(t, c.nodes[0]).RemoveNode(ctxT(t), "p3"); err != nil {
+		t.Fatalf("remove the stopped p3: %v", err)
+	}
+	waitVoters(t, c.nodes[1], 5*time.Second, "p1", "p2")
+	before := terms(t, c.nodes[0])
+
+	p3 := c.nodes[2].Start(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body, err := p3.Client().Get(ctxT(t), wire.PathReadyz)
+		if err == nil && code == 503 && strings.Contains(string(body), "removed") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the removed node's /readyz: %d %s %v, want 503 naming the removal; its log:\n%s", code, body, err, p3.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(p3.Output(), "removed from the cluster") {
+		t.Errorf("the removed node does not say it was removed:\n%s", p3.Output())
+	}
+	time.Sleep(2 * time.Second)
+	if after := terms(t, c.nodes[0]); !slices.Equal(before, after) {
+		t.Errorf("partition terms moved while the removed node ran: %v → %v", before, after)
+	}
+	expectHeld(t, c.procs[1].Client(), "kept", "keeper", tok)
+	p3.Stop()
+	p3 = c.nodes[2].Start(t)
+	expectExit(t, p3, 1, "removed from its cluster")
+}

@@ -120,20 +120,25 @@ func (a *Autopilot) round(ctx context.Context) {
 	v := a.look()
 	a.trackMissing(v)
 	for _, g := range a.Parts.Groups() {
-		c, err := g.Configuration()
+		committed, err := g.CommittedConfiguration()
 		if err != nil {
 			a.Log.Warn("cannot read a partition's configuration", "partition", g.ID(), "err", err)
 			continue
 		}
-		if in, _ := c.Has(a.Self); !in && len(c.Servers) > 0 && a.SelfRemoved != nil {
-			// The change that removed this node reached its log.
-			a.SelfRemoved(g.ID(), c.Index)
+		if in, _ := committed.Has(a.Self); !in && len(committed.Servers) > 0 && a.SelfRemoved != nil {
+			// The change that removed this node reached its log and
+			// committed.
+			a.SelfRemoved(g.ID(), committed.Index)
 			return
 		}
 		if !g.IsLeader() {
 			continue
 		}
-		a.tellRemoved(g, c, v)
+		a.tellRemoved(g, committed, v)
+		c, err := g.Configuration()
+		if err != nil {
+			continue
+		}
 		// One change per partition per round: the next round decides
 		// from the configuration that change produced.
 		_ = a.removeRequested(ctx, g, c, v) || a.addJoiner(g, c, v) || a.promote(ctx, g, c, v) || a.removeDead(ctx, g, c, v)
@@ -187,7 +192,7 @@ func (a *Autopilot) removeRequested(ctx context.Context, g *partition.Group, c p
 			a.Log.Warn("not removing a node", "partition", g.ID(), "node", s.ID, "err", err)
 			return false
 		}
-		if err := g.RemoveServer(s.ID, c.Index); err != nil {
+		if err := g.RemoveServer(s.ID); err != nil {
 			a.Log.Warn("removing a node failed", "partition", g.ID(), "node", s.ID, "err", err)
 		}
 		return true
@@ -224,7 +229,7 @@ func (a *Autopilot) addJoiner(g *partition.Group, c partition.Configuration, v v
 			continue
 		}
 		a.Log.Info("adding a joining node to the partition as a non-voter", "partition", g.ID(), "node", id)
-		if err := g.AddNonvoter(id, m.RaftAddr, c.Index); err != nil {
+		if err := g.AddNonvoter(id, m.RaftAddr); err != nil {
 			a.Log.Warn("adding a non-voter failed", "partition", g.ID(), "node", id, "err", err)
 		}
 		return true
@@ -255,7 +260,7 @@ func (a *Autopilot) promote(ctx context.Context, g *partition.Group, c partition
 		}
 		delete(a.caughtUp, key)
 		a.Log.Info("promoting a caught-up non-voter to voter", "partition", g.ID(), "node", s.ID)
-		if err := g.AddVoter(s.ID, s.Addr, c.Index); err != nil {
+		if err := g.AddVoter(s.ID, s.Addr); err != nil {
 			a.Log.Warn("promotion failed", "partition", g.ID(), "node", s.ID, "err", err)
 		}
 		return true
@@ -300,7 +305,7 @@ func (a *Autopilot) removeDead(ctx context.Context, g *partition.Group, c partit
 		}
 		a.Log.Warn("removing a member that has been failed longer than the dead-node timeout",
 			"partition", g.ID(), "node", s.ID, "failed_for", now.Sub(failedSince).Round(time.Second), "timeout", a.DeadNodeTimeout)
-		if err := g.RemoveServer(s.ID, c.Index); err != nil {
+		if err := g.RemoveServer(s.ID); err != nil {
 			a.Log.Warn("removing a failed member failed", "partition", g.ID(), "node", s.ID, "err", err)
 		}
 		return true
@@ -309,9 +314,10 @@ func (a *Autopilot) removeDead(ctx context.Context, g *partition.Group, c partit
 }
 
 // tellRemoved tells live nodes that belong to a formed cluster but not to
-// this partition's configuration that they were removed: a node removed
-// while it was down learns it when it comes back, since the removal never
-// reached its log.
+// this partition's committed configuration c that they were removed: a
+// node removed while it was down learns it when it comes back, since the
+// removal never reached its log. The notice names c's index, so that the
+// node can tell a newer configuration from a stale one.
 func (a *Autopilot) tellRemoved(g *partition.Group, c partition.Configuration, v view) {
 	now := a.Now()
 	for id, m := range v.members {

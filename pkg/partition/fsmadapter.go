@@ -19,7 +19,9 @@ type fsmAdapter struct {
 	onRelease func(resource string)
 	// onApplied is told of every applied batch, with its results.
 	onApplied func(term, seq uint64, res []fsm.Result)
-	log       *slog.Logger
+	// onConfig is told of every committed configuration entry.
+	onConfig func(index uint64, c raft.Configuration)
+	log      *slog.Logger
 }
 
 var (
@@ -36,6 +38,9 @@ func (a *fsmAdapter) Apply(l *raft.Log) any {
 func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	for i, l := range logs {
+		if l.Type == raft.LogConfiguration && a.onConfig != nil {
+			a.onConfig(l.Index, raft.DecodeConfiguration(l.Data))
+		}
 		if l.Type != raft.LogCommand {
 			continue
 		}

@@ -36,6 +36,8 @@ type Group struct {
 	// exists (replaying the log at start-up).
 	propReady atomic.Pointer[proposer]
 	verify    *verifier
+	// committed is the newest configuration entry the FSM applied.
+	committed atomic.Pointer[Configuration]
 
 	// lead is the current leadership term while this node is the
 	// partition's established leader, nil otherwise.
@@ -143,7 +145,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		}
 	}
 
-	adapter := &fsmAdapter{machine: g.machine, onRelease: g.released, onApplied: g.applied, log: log}
+	adapter := &fsmAdapter{machine: g.machine, onRelease: g.released, onApplied: g.applied, onConfig: g.configured, log: log}
 	g.raft, err = raft.NewRaft(rc, adapter, g.logs, g.store, g.snaps, g.trans)
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: start raft: %w", id, err)

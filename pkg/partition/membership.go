@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,9 +16,8 @@ type Server struct {
 	Voter bool
 }
 
-// Configuration is a partition's latest Raft configuration as this node
-// knows it, and the log index it was written at. Changes name that index,
-// so two changes decided from the same configuration never both apply.
+// Configuration is a partition's Raft configuration. Index is the log
+// index it was written at, known only for the committed configuration.
 type Configuration struct {
 	Servers []Server
 	Index   uint64
@@ -52,48 +50,75 @@ func (c Configuration) ids(voter bool) []string {
 	return out
 }
 
-// ErrConfigChanged reports a membership change refused because the
-// configuration changed since the caller read it: another change went
-// first. Read the configuration again and decide anew.
-var ErrConfigChanged = errors.New("partition: configuration changed meanwhile")
-
-// Configuration returns the group's latest configuration. It reads Raft's
-// cached copy, without a round trip through Raft's main loop.
+// Configuration returns the group's latest configuration, committed or
+// not. It reads Raft's cached copy, without a round trip through Raft's
+// main loop; hashicorp/raft v1.7 does not say at which index it was
+// written, so Index is 0.
 func (g *Group) Configuration() (Configuration, error) {
 	f := g.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return Configuration{}, fmt.Errorf("partition %d: read configuration: %w", g.id, err)
 	}
-	out := Configuration{Index: f.Index()}
-	for _, s := range f.Configuration().Servers {
-		out.Servers = append(out.Servers, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
-	}
-	return out, nil
+	return fromRaft(f.Configuration(), 0), nil
 }
 
-// membershipTimeout bounds how long a change waits to enter Raft; hashicorp/raft
-// takes one configuration change at a time, so a second one waits for the
-// first to commit.
+// CommittedConfiguration returns the newest configuration this node has
+// applied, with its index: from the log (the FSM sees configuration
+// entries) or from the snapshot it restored, whichever is newer.
+func (g *Group) CommittedConfiguration() (Configuration, error) {
+	c := Configuration{}
+	if p := g.committed.Load(); p != nil {
+		c = *p
+	}
+	snaps, err := g.snaps.List()
+	if err != nil {
+		return Configuration{}, fmt.Errorf("partition %d: list snapshots: %w", g.id, err)
+	}
+	if len(snaps) > 0 && snaps[0].ConfigurationIndex > c.Index {
+		c = fromRaft(snaps[0].Configuration, snaps[0].ConfigurationIndex)
+	}
+	return c, nil
+}
+
+// configured records a committed configuration entry; the FSM goroutine
+// calls it.
+func (g *Group) configured(index uint64, rc raft.Configuration) {
+	c := fromRaft(rc, index)
+	g.committed.Store(&c)
+}
+
+func fromRaft(rc raft.Configuration, index uint64) Configuration {
+	out := Configuration{Index: index}
+	for _, s := range rc.Servers {
+		out.Servers = append(out.Servers, Server{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out
+}
+
+// membershipTimeout bounds how long a change waits to enter Raft.
+// hashicorp/raft takes one configuration change at a time: a second one
+// waits until the first has committed, then applies to the configuration
+// the first produced, so changes never interleave. (The prevIndex guard of
+// its API needs the latest configuration's index, which v1.7 does not
+// expose; the changes pass 0, and one decider per partition, its leader,
+// reads the configuration again after each change.)
 const membershipTimeout = 10 * time.Second
 
 // AddNonvoter adds id to the partition as a non-voter, which receives the
-// log (a snapshot first when it is far behind) but does not vote. The
-// change applies only if the configuration is still the one at prevIndex.
-func (g *Group) AddNonvoter(id, addr string, prevIndex uint64) error {
-	return g.change("add non-voter "+id, g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), prevIndex, membershipTimeout))
+// log (a snapshot first when it is far behind) but does not vote.
+func (g *Group) AddNonvoter(id, addr string) error {
+	return g.change("add non-voter "+id, g.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, membershipTimeout))
 }
 
-// AddVoter promotes (or adds) id as a voter, from the configuration at
-// prevIndex.
-func (g *Group) AddVoter(id, addr string, prevIndex uint64) error {
-	return g.change("add voter "+id, g.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), prevIndex, membershipTimeout))
+// AddVoter promotes (or adds) id as a voter.
+func (g *Group) AddVoter(id, addr string) error {
+	return g.change("add voter "+id, g.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, membershipTimeout))
 }
 
-// RemoveServer removes id from the partition, from the configuration at
-// prevIndex. Removing the leader itself makes it step down once the
-// change commits.
-func (g *Group) RemoveServer(id string, prevIndex uint64) error {
-	return g.change("remove "+id, g.raft.RemoveServer(raft.ServerID(id), prevIndex, membershipTimeout))
+// RemoveServer removes id from the partition. Removing the leader itself
+// makes it step down once the change commits.
+func (g *Group) RemoveServer(id string) error {
+	return g.change("remove "+id, g.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout))
 }
 
 func (g *Group) change(what string, f raft.IndexFuture) error {
@@ -104,9 +129,6 @@ func (g *Group) change(what string, f raft.IndexFuture) error {
 		return nil
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("partition %d: %s: %w: %w", g.id, what, ErrNotLeader, err)
-	case strings.HasPrefix(err.Error(), "configuration changed since "):
-		// hashicorp/raft returns a stale prevIndex as a plain error.
-		return fmt.Errorf("partition %d: %s: %w: %w", g.id, what, ErrConfigChanged, err)
 	default:
 		return fmt.Errorf("partition %d: %s: %w", g.id, what, err)
 	}

@@ -149,14 +149,15 @@ func (s *Server) watchConflicts(ctx context.Context) {
 }
 
 // onRemoved handles a partition leader's notice that this node is not in
-// its configuration. A notice is believed only when it is news: it names
-// a configuration newer than this node's, or this node's own copy already
-// leaves it out. A stale leader cannot remove a node it never knew.
+// its committed configuration. A notice is believed only when it is news:
+// it names a configuration newer than this node's committed one, or that
+// one already leaves this node out. A stale leader cannot remove a node
+// added after the configuration it knows.
 func (s *Server) onRemoved(by string, p int, index uint64) {
 	if p < 0 || s.parts == nil || p >= s.parts.Count() || s.joining.Load() {
 		return
 	}
-	c, err := s.parts.Group(p).Configuration()
+	c, err := s.parts.Group(p).CommittedConfiguration()
 	if err != nil {
 		return
 	}
