@@ -395,3 +395,66 @@ func TestRemovedWhileDown(t *testing.T) {
 	p3 = c.nodes[2].Start(t)
 	expectExit(t, p3, 1, "removed from its cluster")
 }
+
+// TestLeadersFollowMembership: a node that joins takes its share of the
+// partition leaderships within 5 s of becoming ready, and a node being
+// removed hands its leaderships over before it goes.
+func TestLeadersFollowMembership(t *testing.T) {
+	t.Parallel()
+	c := startProcCluster(t, 3, "--partitions", "6")
+	n4 := c.joinNode("p4")
+	p4 := n4.StartReady(t)
+	ready := time.Now()
+	spread := func(st *client.Status) (map[string]int, bool) {
+		count := map[string]int{}
+		for _, n := range st.Nodes {
+			if n.Role == wire.RoleVoter {
+				count[n.ID] = 0
+			}
+		}
+		for _, p := range st.Partitions {
+			if p.Leader == "" {
+				return count, false
+			}
+			count[p.Leader]++
+		}
+		lo, hi := len(st.Partitions), 0
+		for _, n := range count {
+			lo, hi = min(lo, n), max(hi, n)
+		}
+		return count, hi-lo <= 1
+	}
+	for {
+		count, ok := spread(status(t, c.nodes[0]))
+		if ok && count["p4"] >= 1 {
+			t.Logf("leaders spread %v %v after p4 was ready", count, time.Since(ready).Round(10*time.Millisecond))
+			break
+		}
+		if time.Since(ready) > 5*time.Second {
+			t.Fatalf("leaders %v not spread over four nodes within 5 s of p4 being ready", count)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := goClient(t, c.nodes[0]).RemoveNode(ctxT(t), "p4"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitVoters(t, c.nodes[0], 5*time.Second, "p1", "p2", "p3")
+	for _, p := range st.Partitions {
+		if p.Leader == "p4" {
+			t.Errorf("partition %d is still led by the removed p4", p.ID)
+		}
+	}
+	if !strings.Contains(p4.Output(), "moving a leadership off this node before its removal") {
+		t.Errorf("p4 did not hand its leaderships over before its removal:\n%s", p4.Output())
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		count, ok := spread(status(t, c.nodes[0]))
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leaders %v not spread over three nodes within 5 s of the removal", count)
+		}
+	}
+}

@@ -119,6 +119,18 @@ func TestForceNewClusterAfterLosingAQuorum(t *testing.T) {
 		t.Fatalf("a start without --force-new-cluster recovered again:\n%s", plain.Output())
 	}
 	check(plain, "plain")
+
+	// The runbook's last step: two new nodes with empty data directories
+	// join the survivor and become voters with every lock.
+	for _, id := range []string{"p4", "p5"} {
+		n := testutil.NewNode(t, kahunadBin)
+		n.Args = []string{"--node-id", id, "--join", c.nodes[0].GossipAddr}
+		joined := n.StartReady(t)
+		for res, tok := range tokens {
+			expectHeld(t, joined.Client(), res, "keeper", tok)
+		}
+	}
+	waitVoters(t, c.nodes[0], 10*time.Second, "p1", "p4", "p5")
 	plain.Stop()
 }
 
