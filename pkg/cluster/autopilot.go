@@ -180,11 +180,26 @@ func (a *Autopilot) removeRequested(ctx context.Context, g *partition.Group, c p
 			continue
 		}
 		if s.ID == a.Self {
-			if target := a.handOverTarget(ctx, c, v); target != "" {
+			target := a.handOverTarget(ctx, c, v)
+			if target != "" {
 				a.Log.Info("moving a leadership off this node before its removal", "partition", g.ID(), "to", target)
-				if err := g.TransferLeadership(target); err != nil {
-					a.Log.Warn("leadership hand-over before removal failed", "partition", g.ID(), "err", err)
+				err := g.TransferLeadership(target)
+				if err == nil {
+					return true
 				}
+				a.Log.Warn("leadership hand-over before removal failed", "partition", g.ID(), "err", err)
+			}
+			// No voter can take over now: remove this node as the leader.
+			// Raft commits the change without it and then steps down,
+			// which costs the partition an election instead of a
+			// hand-over.
+			if err := RemovalAllowed(c, s.ID, NewLiveness(ctx, v.members, a.Healthy).Live); err != nil {
+				a.Log.Warn("not removing this node", "partition", g.ID(), "err", err)
+				return true
+			}
+			a.Log.Info("removing this node as the partition's leader", "partition", g.ID())
+			if err := g.RemoveServer(s.ID); err != nil {
+				a.Log.Warn("removing this node failed", "partition", g.ID(), "err", err)
 			}
 			return true
 		}
