@@ -148,8 +148,9 @@ func doRemoveNode(ctx context.Context, c *client.Client, id string) outcome {
 // "<sentinel>: <message>"; the sentinel's text (less "kahuna: ") when the
 // server gave none.
 func serverReason(err, sentinel error) string {
-	if msg, ok := strings.CutPrefix(err.Error(), sentinel.Error()+": "); ok && strings.TrimSpace(msg) != "" {
-		return msg
+	var refused *client.RefusedError
+	if errors.As(err, &refused) && strings.TrimSpace(refused.Reason) != "" {
+		return refused.Reason
 	}
 	return strings.TrimPrefix(sentinel.Error(), "kahuna: ")
 }

@@ -201,6 +201,19 @@ var (
 	ErrWouldLoseQuorum = errors.New("kahuna: removal would leave a partition without a quorum")
 )
 
+// RefusedError is a membership request the server refused: errors.Is
+// finds Err (ErrUnknownNode, ErrWouldLoseQuorum, ErrInvalidInput), and
+// Reason is the server's own explanation.
+type RefusedError struct {
+	Err    error
+	Reason string
+	// Node is the server that refused.
+	Node string
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() + ": " + e.Reason }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
 // RemoveNode removes a node from the cluster (POST /v1/cluster/remove-node):
 // its leaderships move first, then it leaves every partition's
 // configuration. It asks the endpoints in turn until one answers; an answer
@@ -240,11 +253,11 @@ func (c *Client) RemoveNode(ctx context.Context, id string) error {
 		case http.StatusOK:
 			return nil
 		case http.StatusNotFound:
-			return fmt.Errorf("%w %q: %s", ErrUnknownNode, id, out.Error)
+			return &RefusedError{Err: ErrUnknownNode, Reason: out.Error, Node: out.ServedFrom}
 		case http.StatusConflict:
-			return fmt.Errorf("%w: %s", ErrWouldLoseQuorum, out.Error)
+			return &RefusedError{Err: ErrWouldLoseQuorum, Reason: out.Error, Node: out.ServedFrom}
 		case http.StatusBadRequest:
-			return fmt.Errorf("%w: %s", ErrInvalidInput, out.Error)
+			return &RefusedError{Err: ErrInvalidInput, Reason: out.Error, Node: out.ServedFrom}
 		default:
 			return &ServerError{Type: resp.StatusCode, Message: out.Error, Node: out.ServedFrom}
 		}

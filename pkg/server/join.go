@@ -1,16 +1,14 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/kahuna-go/kahuna/pkg/client"
 	"github.com/kahuna-go/kahuna/pkg/cluster"
 	"github.com/kahuna-go/kahuna/pkg/membership"
 	"github.com/kahuna-go/kahuna/pkg/partition"
@@ -227,52 +225,39 @@ func (s *Server) RemoveNode(ctx context.Context, id string) error {
 	return fmt.Errorf("no other node could carry out the removal: %w", last)
 }
 
-// removeThrough asks node m's API to remove id.
-func removeThrough(ctx context.Context, m membership.Member, id string) error {
-	body, _ := json.Marshal(wire.RemoveNodeRequest{Node: id})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.HTTPAddr+wire.PathRemoveNode, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var out wire.RemoveNodeResponse
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	_ = json.Unmarshal(raw, &out)
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return nil
-	case http.StatusNotFound:
-		return &relayedError{cluster.ErrUnknownNode, out.Error + " (as " + m.ID + " sees it)"}
-	case http.StatusConflict:
-		return &relayedError{cluster.ErrWouldLoseQuorum, out.Error + " (as " + m.ID + " sees it)"}
-	default:
-		return fmt.Errorf("%s answered HTTP %d: %s", m.ID, resp.StatusCode, out.Error)
-	}
+// peerClient is a client of node m's API, over the HTTP client nodes use
+// to talk to each other.
+func peerClient(m membership.Member) (*client.Client, error) {
+	return client.New(client.Config{Endpoints: []string{"http://" + m.HTTPAddr}, HTTPClient: http.DefaultClient})
 }
 
-// fetchStatus reads node m's cluster status.
+// removeThrough asks node m's API to remove id.
+func removeThrough(ctx context.Context, m membership.Member, id string) error {
+	c, err := peerClient(m)
+	if err != nil {
+		return err
+	}
+	err = c.RemoveNode(ctx, id)
+	var refused *client.RefusedError
+	if errors.As(err, &refused) {
+		reason := refused.Reason + " (as " + m.ID + " sees it)"
+		switch {
+		case errors.Is(err, client.ErrUnknownNode):
+			return &relayedError{cluster.ErrUnknownNode, reason}
+		case errors.Is(err, client.ErrWouldLoseQuorum):
+			return &relayedError{cluster.ErrWouldLoseQuorum, reason}
+		}
+	}
+	return err
+}
+
+// fetchStatus reads node m's cluster status; it retries until ctx ends.
 func fetchStatus(ctx context.Context, m membership.Member) (*wire.ClusterStatus, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+wire.PathClusterStatus, nil)
+	c, err := peerClient(m)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s answered HTTP %d", m.ID, resp.StatusCode)
-	}
-	var st wire.ClusterStatus
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return c.ClusterStatus(ctx)
 }
 
 // probeApplied asks node m how far it has applied partition p's log.
