@@ -79,6 +79,28 @@ func (c *Client) List(ctx context.Context, leaderID, leaderAddr string, part int
 	return resp.infos, nil
 }
 
+// Probe asks the node at addr (its internal address) whether it is ready
+// and how far it applied partition part (-1: none).
+func (c *Client) Probe(ctx context.Context, addr string, part int) (Probe, error) {
+	resp, err := c.roundTrip(ctx, addr, &request{kind: kindProbe, partition: part}, 0)
+	if err != nil {
+		return Probe{}, err
+	}
+	if err := resp.remoteError(); err != nil {
+		return Probe{}, err
+	}
+	return resp.probe, nil
+}
+
+// RemoveNode asks the node at addr to remove node id from the cluster.
+func (c *Client) RemoveNode(ctx context.Context, addr, id string, wait time.Duration) error {
+	resp, err := c.roundTrip(ctx, addr, &request{kind: kindRemove, node: id}, wait)
+	if err != nil {
+		return err
+	}
+	return resp.remoteError()
+}
+
 // roundTrip sends one request and waits for its reply. A request refused
 // by a connection that had already failed was never sent, so it is tried
 // once more on a fresh connection; a failure after it may have been sent has

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/kahuna-go/kahuna/pkg/cluster"
 	"github.com/kahuna-go/kahuna/pkg/fsm"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/router"
@@ -22,10 +23,14 @@ import (
 //	  kindLock:   op, durability, uvarint ttlMs, uvarint waitMs, resource, owner
 //	  kindList:   uvarint partition, durability, prefix, after, uvarint limit
 //	  kindCancel: nothing; the client gave up on request id (no response)
+//	  kindProbe:  uvarint partition+1 (0: none)
+//	  kindRemove: node
 //	response: version, uvarint id, error code, [error message], servedFrom, then
 //	  kindLock: outcome, token, owner, acquiredAt, expiresAt, expiresIn, fresh
 //	  kindList: uvarint count, count × (resource, owner, token, acquiredAt,
 //	            expiresAt, expiresIn)
+//	  kindProbe: ready, reason, uvarint applied index
+//	  kindRemove: nothing
 //
 // Version 1 carried one request at a time per connection, without IDs.
 const (
@@ -34,6 +39,12 @@ const (
 	kindLock   = 1
 	kindList   = 2
 	kindCancel = 3
+	// kindProbe asks a node about itself: ready, and how far it applied
+	// a partition (cluster.Autopilot and Balancer ask it).
+	kindProbe = 4
+	// kindRemove asks a node to carry out a removal (of the node that
+	// sends it, which may never see its own removal).
+	kindRemove = 5
 
 	// maxFrame bounds a message; a list of 1000 locks with the longest
 	// names stays well under it.
@@ -58,6 +69,8 @@ const (
 	codeClosed
 	codeNoLeader
 	codeOther
+	codeUnknownNode
+	codeWouldLoseQuorum
 )
 
 var codeErrors = map[byte]error{
@@ -67,6 +80,8 @@ var codeErrors = map[byte]error{
 	codeInvalid:        partition.ErrInvalid,
 	codeClosed:         partition.ErrClosed,
 	codeNoLeader:       router.ErrNoLeader,
+	codeUnknownNode:     cluster.ErrUnknownNode,
+	codeWouldLoseQuorum: cluster.ErrWouldLoseQuorum,
 }
 
 func errorCode(err error) byte {
@@ -84,9 +99,11 @@ type request struct {
 	id   uint64
 	// kindLock
 	lock router.Request
-	// kindList
+	// kindList, kindProbe (-1: none)
 	partition int
 	list      listArgs
+	// kindRemove
+	node string
 }
 
 type listArgs struct {
@@ -103,6 +120,16 @@ type response struct {
 	servedFrom string
 	result     fsm.Result
 	infos      []fsm.Info
+	probe      Probe
+}
+
+// Probe is what a node says of itself.
+type Probe struct {
+	Ready bool
+	// Reason says why a node is not ready.
+	Reason string
+	// Applied is how far the node applied the partition asked about.
+	Applied uint64
 }
 
 func appendString(b []byte, s string) []byte {
@@ -127,6 +154,10 @@ func appendRequest(b []byte, r *request) []byte {
 		b = appendString(b, r.list.prefix)
 		b = appendString(b, r.list.after)
 		b = binary.AppendUvarint(b, uint64(r.list.limit))
+	case kindProbe:
+		b = binary.AppendUvarint(b, uint64(r.partition+1))
+	case kindRemove:
+		b = appendString(b, r.node)
 	}
 	return b
 }
@@ -166,6 +197,14 @@ func appendResponse(b []byte, kind byte, r *response) []byte {
 			b = binary.AppendVarint(b, in.ExpiresAt)
 			b = binary.AppendVarint(b, in.ExpiresIn)
 		}
+	case kindProbe:
+		ready := byte(0)
+		if r.probe.Ready {
+			ready = 1
+		}
+		b = append(b, ready)
+		b = appendString(b, r.probe.Reason)
+		b = binary.AppendUvarint(b, r.probe.Applied)
 	}
 	return b
 }
@@ -273,6 +312,14 @@ func decodeRequest(b []byte) (request, error) {
 			r.fail()
 		}
 		req.list.limit = int(limit)
+	case kindProbe:
+		p := r.uvarint()
+		if p > partition.MaxPartitions {
+			r.fail()
+		}
+		req.partition = int(p) - 1
+	case kindRemove:
+		req.node = r.string()
 	default:
 		if r.err == nil {
 			return request{}, fmt.Errorf("%w: request kind %d", ErrProtocol, req.kind)
@@ -334,16 +381,34 @@ func decodeResponse(kind byte, b []byte) (response, error) {
 				ExpiresIn:  r.varint(),
 			})
 		}
+	case kindProbe:
+		resp.probe.Ready = r.byte() == 1
+		resp.probe.Reason = r.string()
+		resp.probe.Applied = r.uvarint()
 	}
 	return resp, r.done()
 }
+
+// RefusedError is another node's refusal of a membership change: its
+// reason already says why, and errors.Is finds the cluster sentinel.
+type RefusedError struct {
+	Err    error
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return e.Reason }
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // remoteError rebuilds a remote failure so that errors.Is sees its kind.
 func (r *response) remoteError() error {
 	if r.code == codeOK {
 		return nil
 	}
-	if target, ok := codeErrors[r.code]; ok {
+	target, ok := codeErrors[r.code]
+	switch {
+	case ok && (r.code == codeUnknownNode || r.code == codeWouldLoseQuorum):
+		return &RefusedError{Err: target, Reason: r.message + " (as " + r.servedFrom + " sees it)"}
+	case ok:
 		return fmt.Errorf("%w (on %s: %s)", target, r.servedFrom, r.message)
 	}
 	return fmt.Errorf("forward: %s failed: %s", r.servedFrom, r.message)

@@ -7,6 +7,7 @@ package forward
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -23,11 +24,20 @@ type Executor interface {
 	ListHere(ctx context.Context, partition int, d partition.Durability, prefix, after string, limit int) ([]fsm.Info, error)
 }
 
+// Node answers what other nodes ask of this node itself rather than of a
+// partition: whether it is ready and how far it applied a partition, and
+// the removal of a node that cannot carry out its own.
+type Node interface {
+	Probe(partition int) Probe
+	RemoveNode(ctx context.Context, id string) error
+}
+
 // Server answers forwarded requests.
 type Server struct {
 	nodeID string
 	ln     net.Listener
 	exec   Executor
+	node   Node
 	log    *slog.Logger
 
 	mu     sync.Mutex
@@ -40,6 +50,9 @@ type Server struct {
 func NewServer(nodeID string, ln net.Listener, exec Executor, log *slog.Logger) *Server {
 	return &Server{nodeID: nodeID, ln: ln, exec: exec, log: log, conns: make(map[net.Conn]struct{})}
 }
+
+// SetNode sets what answers probes and removals; call it before Serve.
+func (s *Server) SetNode(n Node) { s.node = n }
 
 // Serve accepts connections until Close.
 func (s *Server) Serve() {
@@ -156,6 +169,15 @@ func (s *Server) handle(ctx context.Context, req *request) response {
 		resp.result, err = s.exec.ExecuteHere(ctx, req.lock)
 	case kindList:
 		resp.infos, err = s.exec.ListHere(ctx, req.partition, req.list.durability, req.list.prefix, req.list.after, req.list.limit)
+	case kindProbe, kindRemove:
+		switch {
+		case s.node == nil:
+			err = fmt.Errorf("%w: this node answers no probes", partition.ErrClosed)
+		case req.kind == kindProbe:
+			resp.probe = s.node.Probe(req.partition)
+		default:
+			err = s.node.RemoveNode(ctx, req.node)
+		}
 	}
 	if err != nil {
 		resp.code, resp.message = errorCode(err), err.Error()

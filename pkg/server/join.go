@@ -10,6 +10,7 @@ import (
 
 	"github.com/kahuna-go/kahuna/pkg/client"
 	"github.com/kahuna-go/kahuna/pkg/cluster"
+	"github.com/kahuna-go/kahuna/pkg/forward"
 	"github.com/kahuna-go/kahuna/pkg/membership"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/wire"
@@ -196,15 +197,15 @@ func (s *Server) stopRemoved(by string, p int) {
 
 // RemoveNode removes a node from every partition (POST
 // /v1/cluster/remove-node). A node asked to remove itself passes the
-// request to another voter, since a removed node may never see the
-// configuration that leaves it out.
+// request to another member over the internal port, since a removed node
+// may never see the configuration that leaves it out.
 func (s *Server) RemoveNode(ctx context.Context, id string) error {
 	if s.removed.Load() {
 		return fmt.Errorf("%w: this node was removed from the cluster", ErrJoin)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	if id != s.nodeID {
+		ctx, cancel := context.WithTimeout(ctx, removeTimeout)
+		defer cancel()
 		return s.remover.Remove(ctx, id)
 	}
 	var last error
@@ -212,7 +213,7 @@ func (s *Server) RemoveNode(ctx context.Context, id string) error {
 		if m.ID == s.nodeID || m.State != membership.StateAlive || m.Joining {
 			continue
 		}
-		err := removeThrough(ctx, m, id)
+		err := s.fwd.RemoveNode(ctx, m.RaftAddr, id, removeTimeout)
 		if err == nil || errors.Is(err, cluster.ErrUnknownNode) || errors.Is(err, cluster.ErrWouldLoseQuorum) {
 			return err
 		}
@@ -225,30 +226,38 @@ func (s *Server) RemoveNode(ctx context.Context, id string) error {
 	return fmt.Errorf("no other node could carry out the removal: %w", last)
 }
 
-// peerClient is a client of node m's API, over the HTTP client nodes use
-// to talk to each other.
-func peerClient(m membership.Member) (*client.Client, error) {
-	return client.New(client.Config{Endpoints: []string{"http://" + m.HTTPAddr}, HTTPClient: http.DefaultClient})
+// removeTimeout bounds how long a removal waits for every partition.
+const removeTimeout = 30 * time.Second
+
+// Probe answers another node's questions about this one (forward.Node).
+func (s *Server) Probe(p int) forward.Probe {
+	ready, why := s.Ready()
+	out := forward.Probe{Ready: ready, Reason: why}
+	if p >= 0 && p < s.parts.Count() {
+		out.Applied = s.parts.Group(p).Status().AppliedIndex
+	}
+	return out
 }
 
-// removeThrough asks node m's API to remove id.
-func removeThrough(ctx context.Context, m membership.Member, id string) error {
-	c, err := peerClient(m)
-	if err != nil {
-		return err
-	}
-	err = c.RemoveNode(ctx, id)
-	var refused *client.RefusedError
-	if errors.As(err, &refused) {
-		reason := refused.Reason + " (as " + m.ID + " sees it)"
-		switch {
-		case errors.Is(err, client.ErrUnknownNode):
-			return &relayedError{cluster.ErrUnknownNode, reason}
-		case errors.Is(err, client.ErrWouldLoseQuorum):
-			return &relayedError{cluster.ErrWouldLoseQuorum, reason}
-		}
-	}
-	return err
+// peerReady asks node m, over the internal port, whether it can serve.
+func (s *Server) peerReady(ctx context.Context, m membership.Member) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	p, err := s.fwd.Probe(ctx, m.RaftAddr, -1)
+	return err == nil && p.Ready
+}
+
+// peerApplied asks node m how far it has applied partition p.
+func (s *Server) peerApplied(ctx context.Context, m membership.Member, p int) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	pr, err := s.fwd.Probe(ctx, m.RaftAddr, p)
+	return pr.Applied, err
+}
+
+// peerClient is a client of node m's API.
+func peerClient(m membership.Member) (*client.Client, error) {
+	return client.New(client.Config{Endpoints: []string{"http://" + m.HTTPAddr}, HTTPClient: http.DefaultClient})
 }
 
 // fetchStatus reads node m's cluster status; it retries until ctx ends.
@@ -260,28 +269,3 @@ func fetchStatus(ctx context.Context, m membership.Member) (*wire.ClusterStatus,
 	return c.ClusterStatus(ctx)
 }
 
-// probeApplied asks node m how far it has applied partition p's log.
-func probeApplied(ctx context.Context, m membership.Member, p int) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	st, err := fetchStatus(ctx, m)
-	if err != nil {
-		return 0, err
-	}
-	for _, ps := range st.Partitions {
-		if ps.ID == p {
-			return ps.AppliedIndex, nil
-		}
-	}
-	return 0, fmt.Errorf("%s reports no partition %d", m.ID, p)
-}
-
-// relayedError is another node's refusal: its message already names the
-// reason, and errors.Is still finds the sentinel.
-type relayedError struct {
-	sentinel error
-	msg      string
-}
-
-func (e *relayedError) Error() string { return e.msg }
-func (e *relayedError) Unwrap() error { return e.sentinel }

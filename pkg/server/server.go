@@ -360,6 +360,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.fwdSrv = forward.NewServer(nodeID, fwdLn, s.router, s.log.With("component", "forward"))
+	s.fwdSrv.SetNode(s)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -379,15 +380,15 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	balancer := &cluster.Balancer{
 		Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval,
-		Log: s.log.With("component", "balancer"), Healthy: probeReady,
+		Log: s.log.With("component", "balancer"), Healthy: s.peerReady,
 	}
 	autopilot := &cluster.Autopilot{
 		Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval,
-		Log: s.log.With("component", "autopilot"), Healthy: probeReady, Applied: probeApplied,
+		Log: s.log.With("component", "autopilot"), Healthy: s.peerReady, Applied: s.peerApplied,
 		DeadNodeTimeout: cfg.DeadNodeTimeout,
 		SelfRemoved:     func(p int, index uint64) { s.onRemoved(nodeID, p, index) },
 	}
-	s.remover = &cluster.Remover{Parts: s.parts, Members: s.members, Healthy: probeReady}
+	s.remover = &cluster.Remover{Parts: s.parts, Members: s.members, Healthy: s.peerReady}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -630,22 +631,6 @@ func (s *Server) shutdown(clean bool) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// probeReady asks a node's /readyz whether it can serve.
-func probeReady(ctx context.Context, m membership.Member) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+wire.PathReadyz, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // closeHTTP drains the HTTP server for up to 5 s.
