@@ -91,3 +91,8 @@ image:
 # through every node, survives docker kill of one, takes it back.
 test-docker:
 	GO=$(GO) bash cluster/docker-test.sh
+
+# Restart each node of the local cluster in turn under kahuna-bench -retry; e.g. make rolling-restart ROLL_ARGS="-workers 32", KAHUNA_ROLL_ROUNDS=3, KAHUNA_ROLL_SIGNAL=KILL (scripts/rolling-restart.sh).
+.PHONY: rolling-restart
+rolling-restart:
+	GO=$(GO) scripts/rolling-restart.sh $(ROLL_ARGS)

@@ -64,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	format := fs.String("format", "text", "output format: text or json")
 	timeout := fs.Duration("timeout", def.Timeout, "per-request timeout")
 	route := fs.String("route", "endpoint", "where requests go: endpoint (worker i's endpoint, which forwards to the partition leader) or leader (each key's partition leader, as a leader-aware client does)")
+	retry := fs.Duration("retry", def.Retry, "act as a client that retries: send an operation answered 101 (MustRetry), without a type or not at all again, to the next endpoint, with a jittered backoff after each round of them, until this long after its first attempt; an operation still unanswered then counts as failed, and the run fails (0: send each request once)")
 	readyTimeout := fs.Duration("ready-timeout", 10*time.Second, "how long to wait for GET /readyz to answer 200 on every endpoint")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kahuna-bench [flags]\n\nLoads Kahuna nodes with try-lock/try-unlock pairs and reports throughput and latency.\n\n")
@@ -93,6 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if *route != "endpoint" && *route != "leader" {
 		return options{}, fmt.Errorf("-route %q: want endpoint or leader", *route)
 	}
+	if *retry < 0 {
+		return options{}, errors.New("-retry must not be negative")
+	}
 	if *readyTimeout <= 0 {
 		return options{}, errors.New("-ready-timeout must be positive")
 	}
@@ -111,6 +115,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		ExpiresMs:  *expiresMs,
 		Seed:       *seed,
 		Timeout:    *timeout,
+		Retry:      *retry,
 		// The map would send everything to the one node there is.
 		RouteToLeader: *route == "leader" && len(endpoints) > 1,
 	}
@@ -164,8 +169,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitCode(results, log)
 }
 
-// exitCode fails a run that got no replies or caught the server breaking
-// the fencing-token contract: a benchmark must not pass silently on either.
+// exitCode fails a run that got no replies, caught the server breaking the
+// fencing-token contract, or (with -retry) had operations fail despite
+// their retries: a benchmark must not pass silently on any of them.
 func exitCode(results []*loadgen.Result, log *slog.Logger) int {
 	code := exitOK
 	for _, r := range results {
@@ -178,6 +184,10 @@ func exitCode(results []*loadgen.Result, log *slog.Logger) int {
 		case r.Failed():
 			log.Error("server broke the fencing-token contract", "durability", r.Durability,
 				"token_regressions", r.TokenRegressions, "bad_tokens", r.BadTokens)
+			code = exitFailed
+		case r.Retry > 0 && r.FailedOps > 0:
+			log.Error("operations failed despite retries", "durability", r.Durability,
+				"failed", r.FailedOps, "retry", r.Retry, "first_error", r.FirstError)
 			code = exitFailed
 		case r.BadReplies > 0:
 			log.Warn("replies without a type", "durability", r.Durability, "count", r.BadReplies, "first", r.FirstError)

@@ -172,6 +172,7 @@ func TestParseFlags(t *testing.T) {
 		{"-endpoint", "http://x:1,,http://y:2"},
 		{"-endpoint", ""},
 		{"-endpoint", "http://x:1,http://y:2,http://z:3", "-workers", "2"},
+		{"-retry", "-1s"},
 		{"-nope"},
 		{"stray"},
 	} {
@@ -185,6 +186,12 @@ func TestParseFlags(t *testing.T) {
 	}
 	if c.RouteToLeader {
 		t.Error("routing to leaders must be asked for")
+	}
+	if c.Retry != 0 {
+		t.Errorf("retries must be asked for, got -retry %v", c.Retry)
+	}
+	if opts, err := parseFlags([]string{"-retry", "5s"}, io.Discard); err != nil || opts.cfg.Retry != 5*time.Second {
+		t.Errorf("-retry 5s: %v (%v)", opts.cfg.Retry, err)
 	}
 	for _, tc := range []struct {
 		endpoints string
@@ -393,5 +400,48 @@ func TestRunNotReadyNamesEndpoint(t *testing.T) {
 	}
 	if a.requests.Load() != 0 || c.requests.Load() != 0 {
 		t.Fatal("load started although an endpoint was not ready")
+	}
+}
+
+// TestRunRetry: with -retry a run whose operations are all answered says
+// so and succeeds; one whose operations are answered 101 until their
+// deadline fails, naming them.
+func TestRunRetry(t *testing.T) {
+	var ready atomic.Bool
+	ready.Store(true)
+	good := newFake(t, &ready, "n1")
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{
+		"-endpoint", good.url, "-workers", "2", "-duration", "50ms", "-warmup", "0s", "-retry", "1s",
+	}, &stdout, &stderr)
+	if code != exitOK || !strings.Contains(stdout.String(), "\npersistent retry: within 1s, 0 attempts retried, 0 operations failed\n") {
+		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+wire.PathReadyz, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"status":"ok"}`) })
+	mux.HandleFunc("POST /", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `{"type":101,"servedFrom":"n1","error":"no leader"}`)
+	})
+	stuck := httptest.NewServer(mux)
+	t.Cleanup(stuck.Close)
+	stdout.Reset()
+	stderr.Reset()
+	code = run(context.Background(), []string{
+		"-endpoint", stuck.URL, "-workers", "2", "-duration", "50ms", "-warmup", "0s", "-retry", "100ms", "-format", "json",
+	}, &stdout, &stderr)
+	var results []struct {
+		Requests     uint64  `json:"requests"`
+		Retries      uint64  `json:"retries"`
+		FailedOps    uint64  `json:"failedOps"`
+		RetrySeconds float64 `json:"retrySeconds"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &results); err != nil || len(results) != 1 {
+		t.Fatalf("stdout is not one JSON result: %v\n%s", err, stdout.String())
+	}
+	r := results[0]
+	if code != exitFailed || r.FailedOps == 0 || r.FailedOps != r.Requests || r.Retries == 0 || r.RetrySeconds != 0.1 ||
+		!strings.Contains(stderr.String(), "operations failed despite retries") {
+		t.Fatalf("exit %d, result %+v, stderr:\n%s", code, r, stderr.String())
 	}
 }

@@ -49,6 +49,15 @@ type Node struct {
 	srv *server.Server
 }
 
+// config is the configuration the node starts with.
+func (n *Node) config() server.Config {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cfg := n.cfg
+	cfg.Join = append([]string(nil), n.cfg.Join...)
+	return cfg
+}
+
 // Server returns the running server, or nil while the node is down.
 func (n *Node) Server() *server.Server {
 	n.mu.Lock()
@@ -59,12 +68,29 @@ func (n *Node) Server() *server.Server {
 // Client is an HTTP client for the node's API.
 func (n *Node) Client() *testutil.Client { return testutil.NewClient("http://" + n.HTTP) }
 
-// Cluster is the running set of nodes.
+// Cluster is the running set of nodes. Nodes grows when a node joins
+// (Join); code that runs while nodes may join reads it through Node and
+// Len.
 type Cluster struct {
 	t     testing.TB
 	Nodes []*Node
 	opts  Options
+	// mu guards Nodes' growth (Join).
+	mu sync.Mutex
 }
+
+// all is a snapshot of Nodes.
+func (c *Cluster) all() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Nodes[:len(c.Nodes):len(c.Nodes)]
+}
+
+// Node is node i; safe while nodes join.
+func (c *Cluster) Node(i int) *Node { return c.all()[i] }
+
+// Len is the number of nodes ever started, joined ones included.
+func (c *Cluster) Len() int { return len(c.all()) }
 
 // Start forms a cluster and waits until every node is ready.
 func Start(t testing.TB, opts Options) *Cluster {
@@ -136,18 +162,94 @@ func (c *Cluster) StartNode(i int) {
 // TryStartNode is StartNode returning its error, for callers outside the
 // test goroutine.
 func (c *Cluster) TryStartNode(i int) error {
-	n := c.Nodes[i]
+	n := c.Node(i)
 	var srv *server.Server
 	var err error
 	// A restarted node's ports may linger for a moment.
 	for try := 0; try < 50; try++ {
-		if srv, err = server.New(n.cfg); err == nil {
+		if srv, err = server.New(n.config()); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
 		return fmt.Errorf("start %s: %w", n.ID, err)
+	}
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
+	return nil
+}
+
+// Join starts a new node that joins the running cluster the way an
+// operator adds one (CONTRACT §7): an empty data directory, its own ports,
+// the given ID, Join naming every other node's gossip address and no
+// BootstrapExpect, so it learns the partition count and log store from
+// the cluster. Options.Mutate and then mutate (if not nil) adjust its
+// configuration. It returns the node's index once its server runs (it has
+// found the cluster); the partition leaders make it a voter afterwards.
+func (c *Cluster) Join(id string, mutate func(cfg *server.Config)) (int, error) {
+	n := &Node{
+		ID:     id,
+		Dir:    c.t.TempDir(),
+		HTTP:   testutil.FreeAddr(c.t),
+		Raft:   testutil.FreeAddr(c.t),
+		Gossip: testutil.FreeAddr(c.t),
+		log:    &testutil.SyncBuffer{},
+	}
+	var joins []string
+	for _, m := range c.all() {
+		joins = append(joins, m.Gossip)
+	}
+	n.cfg = server.Config{
+		NodeID:          n.ID,
+		DataDir:         n.Dir,
+		HTTPAddr:        n.HTTP,
+		RaftAddr:        n.Raft,
+		GossipAddr:      n.Gossip,
+		Join:            joins,
+		Logger:          slog.New(slog.NewTextHandler(n.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", n.ID),
+		Raft:            partition.FastRaftTimings(),
+		Gossip:          membership.FastTimings(),
+		BalanceInterval: 200 * time.Millisecond,
+	}
+	c.mu.Lock()
+	i := len(c.Nodes)
+	c.Nodes = append(c.Nodes, n)
+	c.mu.Unlock()
+	if c.opts.Mutate != nil {
+		c.opts.Mutate(i, &n.cfg)
+	}
+	if mutate != nil {
+		mutate(&n.cfg)
+	}
+	srv, err := server.New(n.config())
+	if err != nil {
+		return i, fmt.Errorf("start %s: %w", n.ID, err)
+	}
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
+	return i, nil
+}
+
+// SetJoin replaces the gossip addresses node i joins through at its next
+// start, e.g. when the nodes it was started with have left.
+func (c *Cluster) SetJoin(i int, addrs []string) {
+	n := c.Node(i)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.cfg.Join = append([]string(nil), addrs...)
+}
+
+// StartOnce starts node i on its data directory once, without
+// TryStartNode's retries, and returns server.New's error: a node that must
+// refuse to start (a removed one, say) says so at once.
+func (c *Cluster) StartOnce(i int) error {
+	n := c.Node(i)
+	srv, err := server.New(n.config())
+	if err != nil {
+		return err
 	}
 	n.mu.Lock()
 	n.srv = srv
@@ -162,7 +264,7 @@ func (c *Cluster) Kill(i int) { c.stop(i, false) }
 func (c *Cluster) Stop(i int) { c.stop(i, true) }
 
 func (c *Cluster) stop(i int, clean bool) {
-	n := c.Nodes[i]
+	n := c.Node(i)
 	n.mu.Lock()
 	srv := n.srv
 	n.srv = nil
@@ -178,7 +280,7 @@ func (c *Cluster) stop(i int, clean bool) {
 }
 
 // Isolate cuts node i's Raft and forwarding traffic, or restores it.
-func (c *Cluster) Isolate(i int, on bool) { c.Nodes[i].Server().Isolate(on) }
+func (c *Cluster) Isolate(i int, on bool) { c.Node(i).Server().Isolate(on) }
 
 // Partition splits the cluster's internal network into groups of node
 // indexes: nodes talk only within their group. Nodes left out of every
@@ -202,9 +304,10 @@ func (c *Cluster) Partition(groups ...[]int) {
 // is true (asked both ways round; either answer cuts the pair). It can draw
 // any topology, e.g. a bridge where one node still reaches both sides.
 func (c *Cluster) Cut(cut func(a, b int) bool) {
-	for a, n := range c.Nodes {
+	nodes := c.all()
+	for a, n := range nodes {
 		var blocked []string
-		for b, m := range c.Nodes {
+		for b, m := range nodes {
 			if a != b && (cut(a, b) || cut(b, a)) {
 				blocked = append(blocked, m.Raft)
 			}
@@ -218,7 +321,7 @@ func (c *Cluster) Cut(cut func(a, b int) bool) {
 // Running are the indexes of the nodes that are up.
 func (c *Cluster) Running() []int {
 	var out []int
-	for i, n := range c.Nodes {
+	for i, n := range c.all() {
 		if n.Server() != nil {
 			out = append(out, i)
 		}
@@ -248,7 +351,7 @@ func (c *Cluster) WaitReady(timeout time.Duration) {
 func (c *Cluster) notReady() map[string]string {
 	why := make(map[string]string)
 	for _, i := range c.Running() {
-		n := c.Nodes[i]
+		n := c.Node(i)
 		resp, err := http.Get("http://" + n.HTTP + "/readyz")
 		if err != nil {
 			why[n.ID] = err.Error()
@@ -285,13 +388,13 @@ func (c *Cluster) WaitFor(timeout time.Duration, what string, cond func() bool) 
 func (c *Cluster) Leaders() []string {
 	out := make([]string, c.opts.Partitions)
 	for _, i := range c.Running() {
-		srv := c.Nodes[i].Server()
+		srv := c.Node(i).Server()
 		if srv == nil {
 			continue
 		}
 		for p, g := range srv.Partitions().Groups() {
-			if g.IsLeader() {
-				out[p] = c.Nodes[i].ID
+			if g.IsLeader() && p < len(out) {
+				out[p] = c.Node(i).ID
 			}
 		}
 	}
@@ -301,7 +404,7 @@ func (c *Cluster) Leaders() []string {
 // LeaderIndex is the index of the node serving partition p, or -1.
 func (c *Cluster) LeaderIndex(p int) int {
 	id := c.Leaders()[p]
-	for i, n := range c.Nodes {
+	for i, n := range c.all() {
 		if n.ID == id {
 			return i
 		}
@@ -314,7 +417,7 @@ func (c *Cluster) LeaderIndex(p int) int {
 func (c *Cluster) Balanced() bool {
 	count := map[string]int{}
 	for _, i := range c.Running() {
-		count[c.Nodes[i].ID] = 0
+		count[c.Node(i).ID] = 0
 	}
 	for _, l := range c.Leaders() {
 		if l == "" {
@@ -330,11 +433,11 @@ func (c *Cluster) Balanced() bool {
 }
 
 // Logs returns node i's log so far.
-func (c *Cluster) Logs(i int) string { return c.Nodes[i].log.String() }
+func (c *Cluster) Logs(i int) string { return c.Node(i).log.String() }
 
 func (c *Cluster) shutdown() {
 	var wg sync.WaitGroup
-	for i := range c.Nodes {
+	for i := range c.all() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -343,7 +446,7 @@ func (c *Cluster) shutdown() {
 	}
 	wg.Wait()
 	if c.t.Failed() {
-		for i, n := range c.Nodes {
+		for i, n := range c.all() {
 			c.t.Logf("---- log of %s ----\n%s", n.ID, tail(c.Logs(i), 60))
 		}
 	}

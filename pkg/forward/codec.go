@@ -74,12 +74,12 @@ const (
 )
 
 var codeErrors = map[byte]error{
-	codeNotLeader:      partition.ErrNotLeader,
-	codeUnknownOutcome: partition.ErrUnknownOutcome,
-	codeTryAgain:       partition.ErrTryAgain,
-	codeInvalid:        partition.ErrInvalid,
-	codeClosed:         partition.ErrClosed,
-	codeNoLeader:       router.ErrNoLeader,
+	codeNotLeader:       partition.ErrNotLeader,
+	codeUnknownOutcome:  partition.ErrUnknownOutcome,
+	codeTryAgain:        partition.ErrTryAgain,
+	codeInvalid:         partition.ErrInvalid,
+	codeClosed:          partition.ErrClosed,
+	codeNoLeader:        router.ErrNoLeader,
 	codeUnknownNode:     cluster.ErrUnknownNode,
 	codeWouldLoseQuorum: cluster.ErrWouldLoseQuorum,
 }

@@ -6,6 +6,7 @@ package loadgen
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -66,12 +67,26 @@ func (c *Client) Close() {
 // Post sends a JSON body to path and reads the reply. Any transport or
 // protocol error closes the connection so the next call starts clean.
 func (c *Client) Post(path string, body []byte) (Response, error) {
+	return c.post(path, body, time.Time{})
+}
+
+// errDeadline means an operation's deadline passed before an attempt could
+// start.
+var errDeadline = errors.New("operation deadline passed")
+
+// post is Post bounded by by as well as by the client's timeout, whichever
+// comes first; a zero by means the timeout alone.
+func (c *Client) post(path string, body []byte, by time.Time) (Response, error) {
+	deadline := time.Now().Add(c.timeout)
+	if !by.IsZero() && by.Before(deadline) {
+		deadline = by
+	}
 	if c.conn == nil {
-		if err := c.dial(); err != nil {
+		if err := c.dial(deadline); err != nil {
 			return Response{}, err
 		}
 	}
-	if err := c.conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+	if err := c.conn.SetDeadline(deadline); err != nil {
 		c.Close()
 		return Response{}, fmt.Errorf("set deadline: %w", err)
 	}
@@ -91,8 +106,12 @@ func (c *Client) Post(path string, body []byte) (Response, error) {
 	return resp, nil
 }
 
-func (c *Client) dial() error {
-	conn, err := net.DialTimeout("tcp", c.addr, c.timeout)
+func (c *Client) dial(deadline time.Time) error {
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		return fmt.Errorf("dial %s: %w", c.addr, errDeadline)
+	}
+	conn, err := net.DialTimeout("tcp", c.addr, timeout)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", c.addr, err)
 	}

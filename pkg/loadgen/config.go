@@ -29,6 +29,14 @@ type Config struct {
 	// second), as a leader-aware client does, instead of the worker's
 	// endpoint, so that no node forwards them.
 	RouteToLeader bool
+	// Retry makes each operation (a try-lock, or the unlock after a
+	// grant) behave like a client that retries: an attempt answered 101
+	// (MustRetry), with a reply without a type, or not at all (a transport
+	// error) is sent again, to the next endpoint, with a short jittered
+	// backoff once every endpoint has been tried, until Retry after the
+	// operation's first attempt. An operation still without a final answer
+	// then counts as failed. Zero sends every request once.
+	Retry time.Duration
 }
 
 // DefaultConfig returns the load tool's defaults.
@@ -64,6 +72,8 @@ func (c Config) Validate() error {
 		return errors.New("duration must be positive")
 	case c.Warmup < 0:
 		return errors.New("warmup must not be negative")
+	case c.Retry < 0:
+		return errors.New("retry must not be negative")
 	case c.ExpiresMs < wire.MinExpiresMs || c.ExpiresMs > wire.MaxExpiresMs:
 		return fmt.Errorf("expires-ms must be in %d…%d", wire.MinExpiresMs, wire.MaxExpiresMs)
 	case c.Durability != wire.Persistent && c.Durability != wire.Ephemeral:

@@ -22,6 +22,10 @@ type Result struct {
 	Duration   time.Duration `json:"-"` // emitted as durationSeconds
 	// Requests counts HTTP requests that got a reply (try-lock and
 	// try-unlock alike); transport errors are counted in Errors instead.
+	// With retries (Retry > 0) it counts operations by their last reply:
+	// an operation retried after a 101 or an error counts once, with its
+	// latency from the first attempt to the last reply, its outcome and
+	// endpoint those of the last reply.
 	Requests       uint64            `json:"requests"`
 	RequestsPerSec float64           `json:"requestsPerSec"`
 	LatencyUs      LatencyUs         `json:"latencyUs"`
@@ -38,8 +42,23 @@ type Result struct {
 	// that field (such as a plain-text 404).
 	ServedFrom        map[string]uint64 `json:"servedFrom"`
 	ServedFromMissing uint64            `json:"servedFromMissing"`
-	Errors            uint64            `json:"errors"`
-	// BadReplies are HTTP replies whose body had no numeric type.
+	// Errors counts transport errors: every attempt's, with retries.
+	Errors uint64 `json:"errors"`
+	// Retry is the per-operation deadline of the run's retries (zero:
+	// none); emitted as retrySeconds.
+	Retry time.Duration `json:"-"`
+	// Retries counts attempts beyond each operation's first.
+	Retries uint64 `json:"retries"`
+	// FailedOps counts operations that ended without a final answer: a
+	// transport error, a 101 or a reply without a type was all they got
+	// (with retries: still, when their deadline passed). A client that
+	// retries within that deadline would have seen these fail.
+	FailedOps uint64 `json:"failedOps"`
+	// UnfinishedOps were still being retried when the run was cancelled:
+	// neither answered nor failed.
+	UnfinishedOps uint64 `json:"unfinishedOps,omitempty"`
+	// BadReplies are HTTP replies whose body had no numeric type (with
+	// retries, of every attempt).
 	BadReplies uint64 `json:"badReplies"`
 	// BadTokens are Locked replies without a non-negative fencingToken.
 	BadTokens uint64 `json:"badTokens"`
@@ -76,7 +95,8 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		plain
 		DurationSeconds float64 `json:"durationSeconds"`
-	}{plain(r), r.Duration.Seconds()})
+		RetrySeconds    float64 `json:"retrySeconds,omitempty"`
+	}{plain(r), r.Duration.Seconds(), r.Retry.Seconds()})
 }
 
 // Failed reports whether the run saw the server break the lock contract.
@@ -135,6 +155,16 @@ func WriteText(w io.Writer, results ...*Result) error {
 		if line := formatRaftEntries(r); line != "" {
 			if _, err := fmt.Fprintln(w, r.Durability+" raft: "+line); err != nil {
 				return fmt.Errorf("write raft entries: %w", err)
+			}
+		}
+		if r.Retry > 0 {
+			line := fmt.Sprintf("%s retry: within %s, %d attempts retried, %d operations failed",
+				r.Durability, r.Retry, r.Retries, r.FailedOps)
+			if r.UnfinishedOps > 0 {
+				line += fmt.Sprintf(", %d unfinished", r.UnfinishedOps)
+			}
+			if _, err := fmt.Fprintln(w, line); err != nil {
+				return fmt.Errorf("write retries: %w", err)
 			}
 		}
 		if r.Routed > 0 {

@@ -112,7 +112,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		before <- r
 	}()
 	log.Info("load run started", "durability", cfg.Durability.String(), "endpoints", cfg.Endpoints,
-		"workers", cfg.Workers, "keys", cfg.Keys, "warmup", cfg.Warmup, "duration", cfg.Duration)
+		"workers", cfg.Workers, "keys", cfg.Keys, "warmup", cfg.Warmup, "duration", cfg.Duration, "retry", cfg.Retry)
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Add(1)
@@ -172,6 +172,10 @@ func merge(cfg Config, workers []*worker, elapsed time.Duration) *Result {
 		ServedFrom:        total.served.byNode(),
 		ServedFromMissing: total.served.missing,
 		Errors:            total.errors,
+		Retry:             cfg.Retry,
+		Retries:           total.retries,
+		FailedOps:         total.failed,
+		UnfinishedOps:     total.unfinished,
 		BadReplies:        total.badReplies,
 		BadTokens:         total.badTokens,
 		TokenRegressions:  total.regressions,

@@ -34,6 +34,10 @@ type stats struct {
 	// routed requests went to the leader the map named; misrouted ones
 	// of them were served by another node (the map was behind).
 	routed, misrouted uint64
+	// retries are attempts beyond an operation's first (Config.Retry);
+	// failed operations ended without a final answer; unfinished ones
+	// were still being retried when the run was cancelled.
+	retries, failed, unfinished uint64
 }
 
 func (s *stats) add(o *stats) {
@@ -58,6 +62,9 @@ func (s *stats) add(o *stats) {
 	}
 	s.routed += o.routed
 	s.misrouted += o.misrouted
+	s.retries += o.retries
+	s.failed += o.failed
+	s.unfinished += o.unfinished
 	if s.firstError == "" {
 		s.firstError = o.firstError
 	}
@@ -107,7 +114,9 @@ type worker struct {
 	lockTail   []byte // ","owner":...,"expiresMs":...,"durability":...}
 	unlockTail []byte // ","owner":...,"durability":...}
 	body       []byte
-	lastToken  []int64 // per key: the highest token this worker was granted, -1 if none
+	lastToken  []int64       // per key: the highest token this worker was granted, -1 if none
+	retry      time.Duration // Config.Retry: each operation's deadline for retries, 0 for none
+	stop       *atomic.Bool  // set when the run is cancelled; ends retries early
 	hist       *hdrhistogram.Histogram
 	stats      stats
 }
@@ -136,6 +145,7 @@ func newWorker(cfg Config, index int, endpoint int, clients []*Client, routes *l
 		lockTail:   fmt.Appendf(nil, `","owner":"%s","expiresMs":%d,"durability":%d}`, owner, cfg.ExpiresMs, d),
 		unlockTail: fmt.Appendf(nil, `","owner":"%s","durability":%d}`, owner, d),
 		lastToken:  lastToken,
+		retry:      cfg.Retry,
 		hist:       newHistogram(),
 		stats:      stats{perEndpoint: make([]uint64, len(clients))},
 	}, nil
@@ -151,6 +161,7 @@ func jsonString(s string) (string, error) {
 }
 
 func (w *worker) run(stop *atomic.Bool, measureFrom, stopAt time.Time) {
+	w.stop = stop
 	var backoff time.Duration
 	for !stop.Load() {
 		start := time.Now()
@@ -198,21 +209,132 @@ type target struct {
 	leader   string
 }
 
-// do sends one request and records it if measured. ok is false only on a
-// transport error; a reply without a type comes back with Type -1.
+// attempt is one request's outcome: a transport error, or a reply and what
+// ScanReply made of it.
+type attempt struct {
+	resp    Response
+	rep     Reply
+	scanErr error // from ScanReply
+	err     error // transport error; nothing else is set
+}
+
+// final reports whether a client that retries would stop here: anything but
+// a transport error, a reply without a type or a 101.
+func (a *attempt) final() bool {
+	return a.err == nil && a.scanErr == nil && a.rep.Type != wire.MustRetry
+}
+
+// send makes one attempt at endpoint, bounded by the client's timeout and,
+// when not zero, by the operation's deadline by.
+func (w *worker) send(endpoint int, path string, by time.Time) attempt {
+	var a attempt
+	a.resp, a.err = w.clients[endpoint].post(path, w.body, by)
+	if a.err == nil {
+		a.rep, a.scanErr = ScanReply(a.resp.Body)
+	}
+	return a
+}
+
+// do runs one operation and records it if measured: one request, or with
+// Config.Retry as many attempts as it takes to get a final answer within
+// the deadline. ok is false when the operation got no reply at all (a
+// transport error) or was cut short by a cancelled run; a reply without a
+// type comes back with Type -1.
 func (w *worker) do(to target, path string, start time.Time, measured bool) (rep Reply, ok bool) {
-	resp, err := w.clients[to.endpoint].Post(path, w.body)
-	if err != nil {
+	var by time.Time
+	if w.retry > 0 {
+		by = start.Add(w.retry)
+	}
+	a := w.send(to.endpoint, path, by)
+	if w.retry > 0 && !a.final() {
+		var done bool
+		if to, a, done = w.retryOp(to, path, by, measured, a); !done {
+			return Reply{}, false
+		}
+	}
+	return w.record(to, &a, start, measured)
+}
+
+// Backoff between rounds of retries over the endpoints. Small: a node that
+// is down refuses the connection at once, and a 101 comes only after the
+// server held the request for as long as it expected a leader soon.
+const (
+	retryMinBackoff = 10 * time.Millisecond
+	retryMaxBackoff = 200 * time.Millisecond
+)
+
+// retryOp retries an operation whose attempt a got no final answer, the way
+// the Go client does: each retry goes to the next endpoint, and once every
+// endpoint has been tried since the last pause, it pauses for a jittered
+// backoff. It returns the last attempt and where it went, final or not
+// once the deadline by has passed; done is false when the run was cancelled
+// first.
+func (w *worker) retryOp(to target, path string, by time.Time, measured bool, a attempt) (target, attempt, bool) {
+	backoff := retryMinBackoff
+	for tries := 1; ; tries++ {
+		if tries%len(w.clients) == 0 {
+			if d := min(jitter(backoff), time.Until(by)); d > 0 {
+				time.Sleep(d)
+			}
+			backoff = min(2*backoff, retryMaxBackoff)
+		}
+		if !time.Now().Before(by) {
+			return to, a, true // failed: the last attempt stands
+		}
+		if w.stop.Load() {
+			if measured {
+				w.stats.unfinished++
+			}
+			return to, a, false
+		}
+		if measured {
+			w.stats.retries++
+			w.countRetried(&a)
+		}
+		to = target{endpoint: (to.endpoint + 1) % len(w.clients)}
+		if a = w.send(to.endpoint, path, by); a.final() {
+			return to, a, true
+		}
+	}
+}
+
+// jitter spreads a backoff over [d/2, d), so that workers that failed
+// together do not retry together.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2)
+}
+
+// countRetried tallies an attempt that is retried: its transport error or
+// its reply without a type still count as such; a 101 counts as the retry.
+func (w *worker) countRetried(a *attempt) {
+	switch {
+	case a.err != nil:
+		w.stats.errors++
+		if w.stats.firstError == "" {
+			w.stats.firstError = a.err.Error()
+		}
+	case a.scanErr != nil:
+		w.stats.badReplies++
+		if w.stats.firstError == "" {
+			w.stats.firstError = fmt.Sprintf("HTTP %d reply without a type: %.200q", a.resp.Status, a.resp.Body)
+		}
+	}
+}
+
+// record counts an operation's last attempt, a, sent to to, if measured.
+func (w *worker) record(to target, a *attempt, start time.Time, measured bool) (rep Reply, ok bool) {
+	if a.err != nil {
 		if measured {
 			w.stats.errors++
+			w.stats.failed++
 			if w.stats.firstError == "" {
-				w.stats.firstError = err.Error()
+				w.stats.firstError = a.err.Error()
 			}
 		}
 		return Reply{}, false
 	}
 	us := time.Since(start).Microseconds()
-	rep, err = ScanReply(resp.Body)
+	rep, err := a.rep, a.scanErr
 	servedFrom := rep.ServedFrom // still known when only the type is missing
 	if err != nil {
 		if !errors.Is(err, ErrNoType) {
@@ -236,11 +358,15 @@ func (w *worker) do(to target, path string, start time.Time, measured bool) (rep
 	_ = w.hist.RecordValue(min(max(us, histMinUs), histMaxUs))
 	if err != nil {
 		w.stats.badReplies++
+		w.stats.failed++
 		if w.stats.firstError == "" {
-			w.stats.firstError = fmt.Sprintf("HTTP %d reply without a type: %.200q", resp.Status, resp.Body)
+			w.stats.firstError = fmt.Sprintf("HTTP %d reply without a type: %.200q", a.resp.Status, a.resp.Body)
 		}
 	} else {
 		w.stats.countType(rep.Type, 1)
+		if rep.Type == wire.MustRetry {
+			w.stats.failed++
+		}
 	}
 	return rep, true
 }

@@ -268,4 +268,3 @@ func fetchStatus(ctx context.Context, m membership.Member) (*wire.ClusterStatus,
 	}
 	return c.ClusterStatus(ctx)
 }
-

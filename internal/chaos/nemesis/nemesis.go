@@ -1,8 +1,10 @@
 // Package nemesis injects faults into a running Kahuna cluster while a
 // workload runs: crashes and restarts of one node, a partition's leader, a
 // majority or every node; paused processes; network partitions (one node
-// cut off, a majority/minority split, a bridge); and leader churn. The
-// cluster is reached through the Cluster interface, implemented for
+// cut off, a majority/minority split, a bridge); leader churn; and
+// membership changes (a node joins, is removed, or is replaced by a new
+// one), which run beside the other faults. The cluster is reached through
+// the Cluster interface (Dynamic for membership changes), implemented for
 // in-process clusters and for real processes.
 package nemesis
 
@@ -12,6 +14,7 @@ import (
 	"math/rand"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -61,24 +64,41 @@ const (
 	SlowDisk     Kind = "slow-disk"
 )
 
-// All lists every nemesis, in the order they are described in docs/safety.md.
+// All lists every nemesis that strikes one fault at a time, in the order
+// they are described in docs/safety.md. The membership nemeses
+// (Membership) are not part of it: they need a cluster whose members can
+// change, and they run beside these.
 func All() []Kind {
 	return []Kind{KillOne, KillLeader, KillMajority, KillAll, PauseOne, PauseLeader,
 		IsolateOne, IsolateLead, Split, Bridge, Churn, SlowDisk}
 }
 
-// Parse reads a comma-separated list of nemesis names; "all" means All().
+// Parse reads a comma-separated list of nemesis names; "all" stands for
+// All() and "membership" for Membership(), e.g. "all,membership".
 func Parse(s string) ([]Kind, error) {
-	if s == "" || s == "all" {
-		return All(), nil
+	if s == "" {
+		s = "all"
 	}
+	known := slices.Concat(All(), Membership())
 	var out []Kind
-	for _, name := range strings.Split(s, ",") {
-		k := Kind(strings.TrimSpace(name))
-		if !slices.Contains(All(), k) {
-			return nil, fmt.Errorf("unknown nemesis %q (known: %s)", k, joinKinds(All()))
+	add := func(ks ...Kind) {
+		for _, k := range ks {
+			if !slices.Contains(out, k) {
+				out = append(out, k)
+			}
 		}
-		out = append(out, k)
+	}
+	for _, name := range strings.Split(s, ",") {
+		switch k := Kind(strings.TrimSpace(name)); {
+		case k == "all":
+			add(All()...)
+		case k == "membership":
+			add(Membership()...)
+		case slices.Contains(known, k):
+			add(k)
+		default:
+			return nil, fmt.Errorf("unknown nemesis %q (known: all, membership, %s)", k, joinKinds(known))
+		}
 	}
 	return out, nil
 }
@@ -106,6 +126,14 @@ type Fault struct {
 	LeaderGap time.Duration
 	// Err is set when the fault could not be applied.
 	Err error
+	// Outcome is what a membership change came to, e.g. "joined",
+	// "removed (200)", "refused (409)"; empty for other faults.
+	Outcome string
+	// Anomaly is set when the cluster broke its contract while a
+	// membership change ran: a node that never became a voter, a removed
+	// node still in a configuration after a 200, a removed node that
+	// started again on its old data. The suite reports it as an anomaly.
+	Anomaly string
 }
 
 // Recovery is how long the cluster took to elect leaders everywhere after
@@ -117,52 +145,126 @@ func (f Fault) Recovery() time.Duration {
 	return f.Recovered - f.Healed
 }
 
-// Injector applies one fault at a time to a cluster.
+// Injector applies one fault at a time to a cluster. Two injectors that
+// share a guard (the fault schedule and the membership schedule) never
+// act on the same node at once: a node one of them crashed, paused or is
+// adding or removing is left alone by the other until it is released.
 type Injector struct {
 	c   Cluster
 	rng *rand.Rand
 	// names maps an index to a node name for Detail.
 	names func(i int) string
+	g     *guard
 }
 
-// NewInjector returns an injector; names renders node indexes (nil: n1, n2…).
+// guard is the set of nodes some fault holds.
+type guard struct {
+	mu   sync.Mutex
+	held map[int]Kind
+}
+
+// NewInjector returns an injector; names renders node indexes (nil: the
+// cluster's node IDs for a Dynamic cluster, else n1, n2…).
 func NewInjector(c Cluster, rng *rand.Rand, names func(int) string) *Injector {
+	return newInjector(c, rng, names, &guard{held: map[int]Kind{}})
+}
+
+func newInjector(c Cluster, rng *rand.Rand, names func(int) string, g *guard) *Injector {
 	if names == nil {
 		names = func(i int) string { return fmt.Sprintf("n%d", i+1) }
+		if d, ok := c.(Dynamic); ok {
+			names = d.ID
+		}
 	}
-	return &Injector{c: c, rng: rng, names: names}
+	return &Injector{c: c, rng: rng, names: names, g: g}
+}
+
+// members are the nodes that belong to the cluster now.
+func (in *Injector) members() []int {
+	if d, ok := in.c.(Dynamic); ok {
+		return d.Members()
+	}
+	out := make([]int, in.c.Size())
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// free are the members no fault holds.
+func (in *Injector) free() []int {
+	in.g.mu.Lock()
+	defer in.g.mu.Unlock()
+	var out []int
+	for _, i := range in.members() {
+		if _, held := in.g.held[i]; !held {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// hold marks nodes as taken by a fault of kind k; release frees them.
+func (in *Injector) hold(k Kind, nodes ...int) {
+	in.g.mu.Lock()
+	defer in.g.mu.Unlock()
+	for _, i := range nodes {
+		in.g.held[i] = k
+	}
+}
+
+func (in *Injector) release(nodes ...int) {
+	in.g.mu.Lock()
+	defer in.g.mu.Unlock()
+	for _, i := range nodes {
+		delete(in.g.held, i)
+	}
 }
 
 // Inject applies a fault of kind k and returns what it did and the function
-// that undoes it.
+// that undoes it. Crashes and pauses strike only members no other fault
+// holds; network faults divide every member.
 func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error) {
-	n := in.c.Size()
+	free := in.free()
+	all := in.members()
+	n := len(all)
+	if len(free) == 0 {
+		switch k {
+		case KillOne, KillLeader, KillMajority, KillAll, PauseOne, PauseLeader, IsolateOne, IsolateLead, SlowDisk:
+			return "no node free to strike", func() error { return nil }, nil
+		}
+	}
 	switch k {
 	case KillOne:
-		return in.kill([]int{in.rng.Intn(n)})
+		return in.kill(k, []int{free[in.rng.Intn(len(free))]})
 	case KillLeader:
-		return in.kill([]int{in.leaderOrAny()})
+		return in.kill(k, []int{in.leaderOrAny(free)})
 	case KillMajority:
-		return in.kill(in.pick(n/2 + 1))
+		return in.kill(k, in.pick(free, min(n/2+1, len(free))))
 	case KillAll:
-		return in.kill(in.pick(n))
+		return in.kill(k, in.pick(free, len(free)))
 	case PauseOne, PauseLeader:
-		i := in.rng.Intn(n)
+		i := free[in.rng.Intn(len(free))]
 		if k == PauseLeader {
-			i = in.leaderOrAny()
+			i = in.leaderOrAny(free)
 		}
+		in.hold(k, i)
 		if err := in.c.Pause(i); err != nil {
+			in.release(i)
 			return "", nil, err
 		}
-		return in.names(i), func() error { return in.c.Resume(i) }, nil
+		return in.names(i), func() error {
+			defer in.release(i)
+			return in.c.Resume(i)
+		}, nil
 	case IsolateOne, IsolateLead:
-		i := in.rng.Intn(n)
+		i := free[in.rng.Intn(len(free))]
 		if k == IsolateLead {
-			i = in.leaderOrAny()
+			i = in.leaderOrAny(free)
 		}
 		return in.cut(in.names(i)+" | rest", func(a, b int) bool { return a == i || b == i })
 	case Split:
-		minority := in.pick(n / 2)
+		minority := in.pick(all, n/2)
 		side := map[int]bool{}
 		for _, i := range minority {
 			side[i] = true
@@ -171,7 +273,7 @@ func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error)
 	case Bridge:
 		// One node (the bridge) talks to both halves; the halves do not
 		// talk to each other. With three nodes: a - b - c.
-		order := in.rng.Perm(n)
+		order := in.pick(all, n)
 		bridge := order[0]
 		side := map[int]bool{}
 		for _, i := range order[1 : 1+(n-1)/2] {
@@ -183,7 +285,7 @@ func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error)
 		})
 	case SlowDisk:
 		// The leader's disk, most of the time: that is where it hurts.
-		i := in.leaderOrAny()
+		i := in.leaderOrAny(free)
 		d := 100*time.Millisecond + time.Duration(in.rng.Int63n(int64(200*time.Millisecond)))
 		if err := in.c.SlowDisk(i, d); err != nil {
 			return "", nil, err
@@ -202,20 +304,25 @@ func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error)
 			}
 		}
 		return "transferred partitions " + strings.Join(moved, ","), func() error { return nil }, nil
+	case Join, Remove, Replace:
+		return "", nil, fmt.Errorf("%w: %s runs on its own schedule (Schedule), beside the other faults", ErrUnsupported, k)
 	}
 	return "", nil, fmt.Errorf("unknown nemesis %q", k)
 }
 
-func (in *Injector) kill(nodes []int) (string, func() error, error) {
+func (in *Injector) kill(k Kind, nodes []int) (string, func() error, error) {
 	slices.Sort(nodes)
+	in.hold(k, nodes...)
 	var names []string
 	for _, i := range nodes {
 		if err := in.c.Kill(i); err != nil {
+			in.release(nodes...)
 			return "", nil, fmt.Errorf("kill %s: %w", in.names(i), err)
 		}
 		names = append(names, in.names(i))
 	}
 	return strings.Join(names, " "), func() error {
+		defer in.release(nodes...)
 		var errs []error
 		for _, i := range nodes {
 			errs = append(errs, in.c.Restart(i))
@@ -231,25 +338,29 @@ func (in *Injector) cut(detail string, cut func(a, b int) bool) (string, func() 
 	return detail, func() error { return in.c.Cut(nil) }, nil
 }
 
-// pick returns k distinct random nodes.
-func (in *Injector) pick(k int) []int {
-	return in.rng.Perm(in.c.Size())[:k]
+// pick returns k distinct random nodes of from.
+func (in *Injector) pick(from []int, k int) []int {
+	out := make([]int, k)
+	for j, p := range in.rng.Perm(len(from))[:k] {
+		out[j] = from[p]
+	}
+	return out
 }
 
-// leaderOrAny is the leader of a random partition, or a random node while
-// that partition has none.
-func (in *Injector) leaderOrAny() int {
-	if i := in.c.Leader(in.rng.Intn(in.c.Partitions())); i >= 0 {
+// leaderOrAny is the leader of a random partition if it is one of from,
+// else a random node of from.
+func (in *Injector) leaderOrAny(from []int) int {
+	if i := in.c.Leader(in.rng.Intn(in.c.Partitions())); i >= 0 && slices.Contains(from, i) {
 		return i
 	}
-	return in.rng.Intn(in.c.Size())
+	return from[in.rng.Intn(len(from))]
 }
 
 // sides renders a two-way split, e.g. "{n1} | {n2 n3}", leaving out the
 // node except (a bridge; -1 for none).
 func (in *Injector) sides(side map[int]bool, except int) string {
 	var a, b []string
-	for i := range in.c.Size() {
+	for _, i := range in.members() {
 		if i == except {
 			continue
 		}

@@ -5,14 +5,22 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand"
+	"slices"
+	"sync"
 	"time"
 )
 
 // Schedule runs faults one after the other: a quiet spell, a fault held for
 // a while, its heal, and again, cycling through Kinds in a shuffled order
-// so that every kind comes up.
+// so that every kind comes up. Membership kinds (join, remove, replace)
+// run on a second time line at the same time, one change after the other,
+// on a Dynamic cluster: the two never strike the same node at once (a node
+// one of them crashed, paused, adds or removes is left alone by the other).
 type Schedule struct {
 	Kinds []Kind
+	// Membership bounds the membership changes (zero: from the cluster's
+	// size to two more and back, never fewer than three voters).
+	Membership MembershipLimits
 	// Quiet is the time between a heal and the next fault; during it the
 	// schedule watches for recovery (a leader in every partition).
 	Quiet time.Duration
@@ -24,17 +32,55 @@ type Schedule struct {
 	Log *slog.Logger
 }
 
-// Run injects faults until ctx ends, heals the last one, and returns the
-// faults in order. Kinds the cluster does not support are dropped after
-// the first try.
+// Run injects faults until ctx ends, heals the last one, finishes the
+// membership change under way (and any removal left unfinished), and
+// returns the faults in the order they started. Kinds the cluster does
+// not support are dropped after the first try.
 func (s Schedule) Run(ctx context.Context, c Cluster, rng *rand.Rand) []Fault {
-	in := NewInjector(c, rng, nil)
-	kinds := append([]Kind(nil), s.Kinds...)
+	g := &guard{held: map[int]Kind{}}
+	var kinds, changes []Kind
+	for _, k := range s.Kinds {
+		if IsMembership(k) {
+			changes = append(changes, k)
+		} else {
+			kinds = append(kinds, k)
+		}
+	}
+	var (
+		wg     sync.WaitGroup
+		member []Fault
+	)
+	if len(changes) > 0 {
+		d, ok := c.(Dynamic)
+		if !ok {
+			s.Log.Info("membership nemeses need a cluster whose members can change; dropped", "nemeses", changes)
+		} else {
+			// Its own random source, drawn first: the fault schedule's
+			// choices stay repeatable for a seed.
+			m := &changer{c: d, rng: rand.New(rand.NewSource(rng.Int63())), kinds: changes,
+				lim: s.Membership.withDefaults(len(d.Members())), now: s.Now, log: s.Log, pending: -1}
+			m.in = newInjector(c, m.rng, nil, g)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				member = m.run(ctx, s.Quiet)
+			}()
+		}
+	}
+	faults := s.faults(ctx, c, newInjector(c, rng, nil, g), rng, kinds)
+	wg.Wait()
+	faults = append(faults, member...)
+	slices.SortStableFunc(faults, func(a, b Fault) int { return int(a.Start - b.Start) })
+	return faults
+}
+
+// faults runs the one-at-a-time faults until ctx ends.
+func (s Schedule) faults(ctx context.Context, c Cluster, in *Injector, rng *rand.Rand, kinds []Kind) []Fault {
 	var faults []Fault
 	var queue []Kind
 	// The first quiet spell lets the workload warm up; later ones are
 	// spent watching the cluster recover from the previous fault.
-	if !sleep(ctx, s.Quiet) {
+	if len(kinds) == 0 || !sleep(ctx, s.Quiet) {
 		return nil
 	}
 	for len(kinds) > 0 && ctx.Err() == nil {

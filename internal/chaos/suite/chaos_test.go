@@ -1,10 +1,12 @@
 package suite
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +21,9 @@ import (
 // TestChaos runs the short version every `make test` runs.
 var (
 	flagDuration  = flag.Duration("chaos.duration", 0, "run one chaos experiment this long (default: the short suite)")
-	flagNemeses   = flag.String("chaos.nemeses", "all", "comma-separated nemeses, or all: "+strings.Join(kindNames(), ","))
+	flagNemeses   = flag.String("chaos.nemeses", "all", "comma-separated nemeses; all (every fault below but the membership changes), membership (join,remove,replace), or: "+strings.Join(kindNames(), ","))
 	flagNodes     = flag.Int("chaos.nodes", 3, "cluster size")
+	flagMaxNodes  = flag.Int("chaos.max-nodes", 0, "with the membership nemeses: the most members the cluster grows to before it shrinks back to three (default: -chaos.nodes + 2)")
 	flagSeed      = flag.Int64("chaos.seed", 0, "seed (0: random, printed)")
 	flagClients   = flag.Int("chaos.clients", 12, "concurrent workload clients")
 	flagProcesses = flag.Bool("chaos.processes", false, "run real kahunad processes instead of in-process servers")
@@ -31,7 +34,7 @@ var (
 
 func kindNames() []string {
 	var out []string
-	for _, k := range nemesis.All() {
+	for _, k := range append(nemesis.All(), nemesis.Membership()...) {
 		out = append(out, string(k))
 	}
 	return out
@@ -47,9 +50,23 @@ type run struct {
 	processes bool
 	netns     bool
 	store     partition.LogStore
+	// maxNodes bounds the membership nemeses (0: nodes + 2).
+	maxNodes int
 	// brisk paces faults closer together, for the short suite.
 	brisk bool
 }
+
+// membership reports whether the run changes the cluster's members.
+func (r run) membership() bool { return slices.ContainsFunc(r.nemeses, nemesis.IsMembership) }
+
+// The dead-node timeout of runs with membership changes: a replaced node
+// is removed by it half of the time. It is well above the longest a
+// crash or pause nemesis holds a node (2 s, plus a restart), so only
+// replaced nodes are ever removed that way.
+const (
+	deadNodeInProcess = 4 * time.Second
+	deadNodeProcesses = 8 * time.Second
+)
 
 func TestChaos(t *testing.T) {
 	if testing.Short() {
@@ -64,7 +81,7 @@ func TestChaos(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		experiment(t, run{seed: seedOrRandom(*flagSeed), nodes: *flagNodes, duration: *flagDuration,
+		experiment(t, run{seed: seedOrRandom(*flagSeed), nodes: *flagNodes, duration: *flagDuration, maxNodes: *flagMaxNodes,
 			nemeses: kinds, clients: *flagClients, processes: *flagProcesses, netns: *flagNetns, store: store})
 		return
 	}
@@ -92,6 +109,15 @@ func TestChaos(t *testing.T) {
 	}
 }
 
+// kindList renders nemeses for -chaos.nemeses.
+func kindList(ks []nemesis.Kind) string {
+	var out []string
+	for _, k := range ks {
+		out = append(out, string(k))
+	}
+	return strings.Join(out, ",")
+}
+
 func seedOrRandom(s int64) int64 {
 	if s != 0 {
 		return s
@@ -101,6 +127,12 @@ func seedOrRandom(s int64) int64 {
 
 func experiment(t *testing.T, r run) {
 	rerun := fmt.Sprintf("-chaos.duration %v -chaos.seed %d -chaos.nodes %d -chaos.log-store %s", r.duration, r.seed, r.nodes, r.store)
+	if r.nemeses != nil {
+		rerun += " -chaos.nemeses " + kindList(r.nemeses)
+	}
+	if r.maxNodes != 0 {
+		rerun += fmt.Sprintf(" -chaos.max-nodes %d", r.maxNodes)
+	}
 	if r.processes {
 		rerun += " -chaos.processes"
 	}
@@ -108,11 +140,20 @@ func experiment(t *testing.T, r run) {
 		rerun += " -chaos.netns"
 	}
 	t.Logf("seed %d (rerun: go test ./internal/chaos/suite -run TestChaos -args %s)", r.seed, rerun)
+	limits := nemesis.MembershipLimits{Max: r.maxNodes}
 	var target Target
-	if r.processes {
-		target = startProcesses(t, r.nodes, r.netns, r.store)
-	} else {
-		target = startInProcess(t, r.nodes, r.store)
+	switch {
+	case r.processes && r.membership():
+		limits.Max = cmp.Or(r.maxNodes, r.nodes+2)
+		// Room for the most members plus a replacement that joins
+		// before the node it replaces leaves.
+		target = startProcesses(t, r.nodes, limits.Max+1, r.netns, r.store, deadNodeProcesses)
+	case r.processes:
+		target = startProcesses(t, r.nodes, r.nodes, r.netns, r.store, 0)
+	case r.membership():
+		target = startInProcess(t, r.nodes, r.store, deadNodeInProcess)
+	default:
+		target = startInProcess(t, r.nodes, r.store, 0)
 	}
 	dir := *flagArtifacts
 	if dir == "" {
@@ -125,6 +166,7 @@ func experiment(t *testing.T, r run) {
 	cfg := Config{
 		Workload:     workload.Config{Clients: r.clients},
 		Nemeses:      r.nemeses,
+		Membership:   limits,
 		Duration:     r.duration,
 		Seed:         r.seed,
 		ArtifactsDir: dir,

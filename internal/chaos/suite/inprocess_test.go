@@ -1,8 +1,12 @@
 package suite
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,39 +21,87 @@ import (
 
 // inProcess adapts a testcluster (full servers in this process, faults
 // through the transport's partition hooks) to Target. It cannot pause a
-// node: every node shares this process.
+// node: every node shares this process. Its members can change
+// (nemesis.Dynamic): a node that joins is a new server with a new ID
+// (n4, n5, …), its own ports and an empty data directory.
 type inProcess struct {
 	c          *testcluster.Cluster
 	partitions int
-	diskDelay  []atomic.Int64 // per node, for SlowDisk
+	deadNode   time.Duration
+
+	mu        sync.Mutex
+	diskDelay map[int]*atomic.Int64 // per node, for SlowDisk
+	retired   map[int]bool
 }
 
 // startInProcess starts an in-process cluster whose log stores can be
-// slowed.
-func startInProcess(t *testing.T, nodes int, store partition.LogStore) *inProcess {
-	p := &inProcess{partitions: nodes, diskDelay: make([]atomic.Int64, nodes)}
+// slowed; deadNode is every node's DeadNodeTimeout (0: never).
+func startInProcess(t *testing.T, nodes int, store partition.LogStore, deadNode time.Duration) *inProcess {
+	p := &inProcess{partitions: nodes, deadNode: deadNode, diskDelay: map[int]*atomic.Int64{}, retired: map[int]bool{}}
 	p.c = testcluster.Start(t, testcluster.Options{Nodes: nodes, LogStore: store, Mutate: func(i int, cfg *server.Config) {
+		delay := p.delay(i)
 		cfg.WrapLogStore = func(_ int, s raft.LogStore) raft.LogStore {
-			return slowStore{LogStore: s, delay: &p.diskDelay[i]}
+			return slowStore{LogStore: s, delay: delay}
 		}
+		cfg.DeadNodeTimeout = deadNode
 	}})
 	return p
 }
 
+func (p *inProcess) delay(i int) *atomic.Int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	d := p.diskDelay[i]
+	if d == nil {
+		d = &atomic.Int64{}
+		p.diskDelay[i] = d
+	}
+	return d
+}
+
 func (p *inProcess) SlowDisk(i int, d time.Duration) error {
-	p.diskDelay[i].Store(int64(d))
+	p.delay(i).Store(int64(d))
 	return nil
 }
 
-func (p *inProcess) Size() int       { return len(p.c.Nodes) }
+func (p *inProcess) Size() int       { return p.c.Len() }
 func (p *inProcess) Partitions() int { return p.partitions }
+
+func (p *inProcess) Members() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []int
+	for i := range p.c.Len() {
+		if !p.retired[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (p *inProcess) ID(i int) string { return p.c.Node(i).ID }
 
 func (p *inProcess) Kill(i int) error {
 	p.c.Kill(i)
 	return nil
 }
 
-func (p *inProcess) Restart(i int) error { return p.c.TryStartNode(i) }
+// Restart starts node i again, joining through the members of now.
+func (p *inProcess) Restart(i int) error {
+	p.c.SetJoin(i, p.gossip(i))
+	return p.c.TryStartNode(i)
+}
+
+// gossip lists the gossip addresses of the members other than i.
+func (p *inProcess) gossip(i int) []string {
+	var out []string
+	for _, j := range p.Members() {
+		if j != i {
+			out = append(out, p.c.Node(j).Gossip)
+		}
+	}
+	return out
+}
 
 func (p *inProcess) Pause(int) error  { return nemesis.ErrUnsupported }
 func (p *inProcess) Resume(int) error { return nemesis.ErrUnsupported }
@@ -69,17 +121,18 @@ func (p *inProcess) TransferLeadership(part int) error {
 	if i < 0 {
 		return fmt.Errorf("partition %d has no leader", part)
 	}
-	srv := p.c.Nodes[i].Server()
+	srv := p.c.Node(i).Server()
 	if srv == nil {
 		return fmt.Errorf("partition %d: leader n%d is down", part, i+1)
 	}
 	return srv.Partitions().Groups()[part].TransferLeadership("")
 }
 
+// Endpoints are the members' URLs.
 func (p *inProcess) Endpoints() []string {
 	var out []string
-	for _, n := range p.c.Nodes {
-		out = append(out, "http://"+n.HTTP)
+	for _, i := range p.Members() {
+		out = append(out, "http://"+p.c.Node(i).HTTP)
 	}
 	return out
 }
@@ -87,6 +140,65 @@ func (p *inProcess) Endpoints() []string {
 func (p *inProcess) WaitReady(timeout time.Duration) error {
 	return waitReady(p.Endpoints(), timeout)
 }
+
+// Join starts a server with a new ID that joins the cluster.
+func (p *inProcess) Join() (int, error) {
+	return p.c.Join(fmt.Sprintf("n%d", p.c.Len()+1), nil)
+}
+
+func (p *inProcess) Wipe(i int) error {
+	if p.c.Node(i).Server() != nil {
+		return fmt.Errorf("%s is still running", p.ID(i))
+	}
+	return os.RemoveAll(p.c.Node(i).Dir)
+}
+
+func (p *inProcess) Retire(i int) error {
+	p.c.Kill(i)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.retired[i] = true
+	return nil
+}
+
+func (p *inProcess) RemoveNode(via int, id string, timeout time.Duration) (int, string, error) {
+	return removeNode(p.c.Node(via).HTTP, id, timeout)
+}
+
+func (p *inProcess) Config(i int) ([]nemesis.PartitionConfig, error) {
+	if p.c.Node(i).Server() == nil {
+		return nil, errors.New("down")
+	}
+	return configOf(p.c.Node(i).HTTP)
+}
+
+func (p *inProcess) Ready(i int) (bool, string, error) {
+	if p.c.Node(i).Server() == nil {
+		return false, "", errors.New("down")
+	}
+	return readyz(p.c.Node(i).HTTP)
+}
+
+// StartRemoved starts the removed node on its old data directory: the
+// server must refuse to start.
+func (p *inProcess) StartRemoved(i int, _ time.Duration) (bool, string, error) {
+	p.c.SetJoin(i, p.gossip(i))
+	err := p.c.StartOnce(i)
+	if err == nil {
+		p.c.Kill(i)
+		return false, "the server started", nil
+	}
+	if !errors.Is(err, server.ErrRemoved) {
+		return false, "", err
+	}
+	msg := err.Error()
+	if k := strings.IndexByte(msg, ':'); k > 0 {
+		msg = msg[:k]
+	}
+	return true, msg, nil
+}
+
+func (p *inProcess) DeadNodeTimeout() time.Duration { return p.deadNode }
 
 // waitReady polls every endpoint's /readyz until all answer 200.
 func waitReady(endpoints []string, timeout time.Duration) error {

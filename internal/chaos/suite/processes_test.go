@@ -2,7 +2,11 @@ package suite
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,20 +19,40 @@ import (
 	"github.com/kahuna-go/kahuna/internal/netlab"
 	"github.com/kahuna-go/kahuna/internal/testutil"
 	"github.com/kahuna-go/kahuna/pkg/partition"
+	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
 // processes adapts a cluster of real kahunad processes to Target: kill -9
 // of the process group, SIGSTOP/SIGCONT for pauses, and, when the nodes run
 // in network namespaces (netlab), network partitions. There is no operator
 // endpoint for a leadership transfer: leader churn runs in-process.
+//
+// Its members can change (nemesis.Dynamic): a node that joins is a new
+// kahunad with a new ID (n4, n5, …), an empty data directory and only
+// --join; with namespaces it takes a host no member uses, so the lab has
+// room for the most members the run may have plus one (a replacement
+// joins before the node it replaces leaves).
 type processes struct {
-	t     *testing.T
-	nodes []*testutil.Node
-	ids   []string
-	lab   *netlab.Lab // nil: every node on 127.0.0.1, no partitions
+	t        *testing.T
+	store    partition.LogStore
+	parts    int
+	deadNode time.Duration // --dead-node-timeout of every node; 0: kahunad's default
+	lab      *netlab.Lab   // nil: every node on 127.0.0.1, no partitions
 
-	mu    sync.Mutex
-	procs []*testutil.Process
+	mu       sync.Mutex
+	nodes    []*procNode
+	hostUsed []bool
+}
+
+// procNode is one kahunad, for its whole life.
+type procNode struct {
+	id      string
+	node    *testutil.Node
+	host    int // netlab host, -1 without one
+	proc    *testutil.Process
+	retired bool
+	// original nodes formed the cluster; the others joined it.
+	original bool
 }
 
 var (
@@ -37,7 +61,10 @@ var (
 	buildErr  error
 )
 
-func startProcesses(t *testing.T, size int, netns bool, store partition.LogStore) *processes {
+// startProcesses forms a cluster of size kahunad processes. room is the
+// most nodes that may run at once (netlab hosts); deadNode, if not zero,
+// is every node's --dead-node-timeout.
+func startProcesses(t *testing.T, size, room int, netns bool, store partition.LogStore, deadNode time.Duration) *processes {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kahuna-chaos-bin-")
 		if err != nil {
@@ -50,16 +77,18 @@ func startProcesses(t *testing.T, size int, netns bool, store partition.LogStore
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	p := &processes{t: t}
+	// One partition per node of the formed cluster: kahunad's default.
+	p := &processes{t: t, store: store, parts: size, deadNode: deadNode}
 	if netns {
 		if err := netlab.Available(); err != nil {
 			t.Fatal(err)
 		}
-		lab, err := netlab.New(size)
+		lab, err := netlab.New(max(size, room))
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.lab = lab
+		p.hostUsed = make([]bool, len(lab.Hosts()))
 		// Registered before the processes start: runs after they are killed.
 		t.Cleanup(func() {
 			if err := lab.Close(); err != nil {
@@ -69,19 +98,18 @@ func startProcesses(t *testing.T, size int, netns bool, store partition.LogStore
 	}
 	var joins []string
 	for i := range size {
-		n := testutil.NewNode(t, binPath)
-		if p.lab != nil {
-			ip := p.lab.Hosts()[i].IP
-			n.HTTPAddr, n.RaftAddr, n.GossipAddr = ip+":8082", ip+":8083", ip+":7946"
-			n.Wrap = p.lab.Command(i)
+		n, err := p.newNode(i)
+		if err != nil {
+			t.Fatal(err)
 		}
+		n.original = true
 		p.nodes = append(p.nodes, n)
-		p.ids = append(p.ids, fmt.Sprintf("n%d", i+1))
-		joins = append(joins, n.GossipAddr)
+		joins = append(joins, n.node.GossipAddr)
 	}
-	for i, n := range p.nodes {
-		n.Args = []string{"--node-id", p.ids[i], "--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(joins, ","), "--log-store", string(store)}
-		p.procs = append(p.procs, n.Start(t))
+	for _, n := range p.nodes {
+		n.node.Args = []string{"--node-id", n.id, "--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(joins, ","), "--log-store", string(store)}
+		n.node.Args = append(n.node.Args, p.deadNodeFlag()...)
+		n.proc = n.node.Start(t)
 	}
 	if err := p.WaitReady(60 * time.Second); err != nil {
 		t.Fatal(err)
@@ -89,31 +117,109 @@ func startProcesses(t *testing.T, size int, netns bool, store partition.LogStore
 	return p
 }
 
+// newNode makes node i's identity: its ID, data directory and addresses
+// (a free lab host's, with namespaces). Called with mu held, or before
+// anything runs.
+func (p *processes) newNode(i int) (*procNode, error) {
+	n := &procNode{id: fmt.Sprintf("n%d", i+1), node: testutil.NewNode(p.t, binPath), host: -1}
+	if p.lab != nil {
+		for h, used := range p.hostUsed {
+			if !used {
+				n.host = h
+				break
+			}
+		}
+		if n.host < 0 {
+			return nil, fmt.Errorf("no free network namespace for %s: all %d are in use", n.id, len(p.hostUsed))
+		}
+		p.hostUsed[n.host] = true
+		ip := p.lab.Hosts()[n.host].IP
+		n.node.HTTPAddr, n.node.RaftAddr, n.node.GossipAddr = ip+":8082", ip+":8083", ip+":7946"
+		n.node.Wrap = p.lab.Command(n.host)
+	}
+	return n, nil
+}
+
+func (p *processes) deadNodeFlag() []string {
+	if p.deadNode == 0 {
+		return nil
+	}
+	return []string{"--dead-node-timeout", p.deadNode.String()}
+}
+
+func (p *processes) node(i int) *procNode {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nodes[i]
+}
+
 func (p *processes) proc(i int) *testutil.Process {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.procs[i]
+	return p.nodes[i].proc
 }
 
-func (p *processes) Size() int       { return len(p.nodes) }
-func (p *processes) Partitions() int { return len(p.nodes) } // kahunad's default: one per node
+func (p *processes) Size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.nodes)
+}
+
+func (p *processes) Partitions() int { return p.parts }
+
+func (p *processes) Members() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []int
+	for i, n := range p.nodes {
+		if !n.retired {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (p *processes) ID(i int) string { return p.node(i).id }
 
 func (p *processes) Kill(i int) error {
 	p.proc(i).Kill()
 	return nil
 }
 
+// Restart starts a killed node again on its data directory, with --join
+// naming the members of now (those it was started with may be gone).
 func (p *processes) Restart(i int) error {
 	select {
 	case <-p.proc(i).Done():
 	default:
-		return fmt.Errorf("%s is still running", p.ids[i])
+		return fmt.Errorf("%s is still running", p.ID(i))
 	}
-	proc := p.nodes[i].Start(p.t)
 	p.mu.Lock()
-	p.procs[i] = proc
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	n := p.nodes[i]
+	if n.retired {
+		return fmt.Errorf("%s left the cluster", n.id)
+	}
+	p.setJoin(n)
+	n.proc = n.node.Start(p.t)
 	return nil
+}
+
+// setJoin points n's --join at the gossip addresses of the other members.
+// Called with mu held.
+func (p *processes) setJoin(n *procNode) {
+	var joins []string
+	for _, m := range p.nodes {
+		if m != n && !m.retired {
+			joins = append(joins, m.node.GossipAddr)
+		}
+	}
+	args := n.node.Args
+	for k := 0; k+1 < len(args); k++ {
+		if args[k] == "--join" {
+			args[k+1] = strings.Join(joins, ",")
+		}
+	}
 }
 
 func (p *processes) Pause(i int) error {
@@ -124,11 +230,29 @@ func (p *processes) Resume(i int) error {
 	return syscall.Kill(p.proc(i).Pid(), syscall.SIGCONT)
 }
 
+// Cut blocks the pairs of nodes cut says, mapped to their lab hosts; a
+// host whose node left, or that no node uses yet, is cut from nobody.
 func (p *processes) Cut(cut func(a, b int) bool) error {
 	if p.lab == nil {
 		return nemesis.ErrUnsupported
 	}
-	return p.lab.Cut(cut)
+	if cut == nil {
+		return p.lab.Cut(nil)
+	}
+	p.mu.Lock()
+	onHost := make([]int, len(p.hostUsed))
+	for h := range onHost {
+		onHost[h] = -1
+	}
+	for i, n := range p.nodes {
+		if !n.retired && n.host >= 0 {
+			onHost[n.host] = i
+		}
+	}
+	p.mu.Unlock()
+	return p.lab.Cut(func(a, b int) bool {
+		return onHost[a] >= 0 && onHost[b] >= 0 && cut(onHost[a], onHost[b])
+	})
 }
 
 func (p *processes) TransferLeadership(int) error { return nemesis.ErrUnsupported }
@@ -136,13 +260,13 @@ func (p *processes) TransferLeadership(int) error { return nemesis.ErrUnsupporte
 // SlowDisk is not supported: nothing here can slow a real disk.
 func (p *processes) SlowDisk(int, time.Duration) error { return nemesis.ErrUnsupported }
 
-// Leader is the node that says it leads partition part. Each node is asked
-// about itself (others may still name a leader that is gone); a paused or
-// dead node does not answer within the short timeout.
+// Leader is the member that says it leads partition part. Each member is
+// asked about itself (others may still name a leader that is gone); a
+// paused or dead node does not answer within the short timeout.
 func (p *processes) Leader(part int) int {
-	for i := range p.nodes {
+	for _, i := range p.Members() {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		c := testutil.NewClient("http://" + p.nodes[i].HTTPAddr)
+		c := testutil.NewClient("http://" + p.node(i).node.HTTPAddr)
 		st, err := c.Status(ctx)
 		cancel()
 		c.Close()
@@ -153,14 +277,169 @@ func (p *processes) Leader(part int) int {
 	return -1
 }
 
+// Endpoints are the members' URLs.
 func (p *processes) Endpoints() []string {
 	var out []string
-	for _, n := range p.nodes {
-		out = append(out, "http://"+n.HTTPAddr)
+	for _, i := range p.Members() {
+		out = append(out, "http://"+p.node(i).node.HTTPAddr)
 	}
 	return out
 }
 
 func (p *processes) WaitReady(timeout time.Duration) error {
 	return waitReady(p.Endpoints(), timeout)
+}
+
+// Join starts a new kahunad with an empty data directory and only --join
+// (the members' gossip addresses): no --bootstrap-expect, no --log-store,
+// both learned from the cluster.
+func (p *processes) Join() (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := len(p.nodes)
+	n, err := p.newNode(i)
+	if err != nil {
+		return -1, err
+	}
+	n.node.Args = append([]string{"--node-id", n.id, "--join", ""}, p.deadNodeFlag()...)
+	p.nodes = append(p.nodes, n)
+	p.setJoin(n)
+	n.proc = n.node.Start(p.t)
+	return i, nil
+}
+
+func (p *processes) Wipe(i int) error {
+	n := p.node(i)
+	select {
+	case <-n.proc.Done():
+	default:
+		return fmt.Errorf("%s is still running", n.id)
+	}
+	return os.RemoveAll(n.node.DataDir)
+}
+
+func (p *processes) Retire(i int) error {
+	n := p.node(i)
+	n.proc.Kill()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n.retired = true
+	if n.host >= 0 {
+		p.hostUsed[n.host] = false
+	}
+	return nil
+}
+
+func (p *processes) RemoveNode(via int, id string, timeout time.Duration) (int, string, error) {
+	return removeNode(p.node(via).node.HTTPAddr, id, timeout)
+}
+
+func (p *processes) Config(i int) ([]nemesis.PartitionConfig, error) {
+	return configOf(p.node(i).node.HTTPAddr)
+}
+
+func (p *processes) Ready(i int) (bool, string, error) {
+	n := p.node(i)
+	select {
+	case <-n.proc.Done():
+		return false, "", errors.New("the process has exited")
+	default:
+	}
+	return readyz(n.node.HTTPAddr)
+}
+
+// StartRemoved starts the removed node on its old data directory; it must
+// exit with an error before it serves.
+func (p *processes) StartRemoved(i int, timeout time.Duration) (bool, string, error) {
+	n := p.node(i)
+	select {
+	case <-n.proc.Done():
+	default:
+		return false, "", fmt.Errorf("%s is still running", n.id)
+	}
+	p.mu.Lock()
+	p.setJoin(n)
+	n.proc = n.node.Start(p.t)
+	proc := n.proc
+	p.mu.Unlock()
+	select {
+	case <-proc.Done():
+		out := strings.TrimSpace(proc.Output())
+		if k := strings.LastIndexByte(out, '\n'); k >= 0 {
+			out = out[k+1:]
+		}
+		return true, out, nil
+	case <-time.After(timeout):
+		ok, reason, err := readyz(n.node.HTTPAddr)
+		proc.Kill()
+		return false, fmt.Sprintf("still running after %v (ready %v, %q, %v)", timeout, ok, reason, err), nil
+	}
+}
+
+func (p *processes) DeadNodeTimeout() time.Duration {
+	if p.deadNode == 0 {
+		return 30 * time.Second // kahunad's default
+	}
+	return p.deadNode
+}
+
+// removeNode posts a removal to the node at addr.
+func removeNode(addr, id string, timeout time.Duration) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c := testutil.NewClient("http://" + addr)
+	defer c.Close()
+	var out wire.RemoveNodeResponse
+	status, err := c.Post(ctx, wire.PathRemoveNode, wire.RemoveNodeRequest{Node: id}, &out)
+	if status != 0 {
+		err = nil // an answer that is not JSON still has a status
+	}
+	return status, out.Error, err
+}
+
+// configOf reads every partition's configuration from the node at addr.
+func configOf(addr string) ([]nemesis.PartitionConfig, error) {
+	var st wire.ClusterStatus
+	status, err := getJSON(addr, wire.PathClusterStatus, &st)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %d", wire.PathClusterStatus, status)
+	}
+	var out []nemesis.PartitionConfig
+	for _, ps := range st.Partitions {
+		out = append(out, nemesis.PartitionConfig{Voters: ps.Voters, NonVoters: ps.NonVoters})
+	}
+	return out, nil
+}
+
+// readyz asks the node at addr whether it is ready, and why not.
+func readyz(addr string) (bool, string, error) {
+	var h wire.Health
+	status, err := getJSON(addr, wire.PathReadyz, &h)
+	if err != nil {
+		return false, "", err
+	}
+	return status == http.StatusOK, h.Reason, nil
+}
+
+// getJSON fetches path from the node at addr, within a second, and decodes
+// the reply into out.
+func getJSON(addr, path string, out any) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
+		return resp.StatusCode, fmt.Errorf("%s: HTTP %d, body is not JSON: %w", path, resp.StatusCode, err)
+	}
+	return resp.StatusCode, nil
 }

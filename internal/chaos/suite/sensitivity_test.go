@@ -37,7 +37,7 @@ func TestSuiteCatchesLostWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a cluster twice")
 	}
-	c := startInProcess(t, 3, partition.DefaultLogStore)
+	c := startInProcess(t, 3, partition.DefaultLogStore, 0)
 	dir := t.TempDir()
 	res, err := Run(Config{
 		Workload:     workload.Config{Clients: 4},

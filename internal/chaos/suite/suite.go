@@ -26,10 +26,12 @@ import (
 	"github.com/kahuna-go/kahuna/internal/chaos/workload"
 )
 
-// Target is a cluster the suite can drive and break.
+// Target is a cluster the suite can drive and break. One that implements
+// nemesis.Dynamic can also take membership changes.
 type Target interface {
 	nemesis.Cluster
-	// Endpoints are the nodes' HTTP base URLs, in node order.
+	// Endpoints are the nodes' HTTP base URLs, in node order: the
+	// members' of now, for a nemesis.Dynamic target.
 	Endpoints() []string
 	// WaitReady waits until every node answers /readyz.
 	WaitReady(timeout time.Duration) error
@@ -43,7 +45,9 @@ type Config struct {
 	Duration time.Duration
 	// Quiet, MinHold and MaxHold pace the faults (nemesis.Schedule).
 	Quiet, MinHold, MaxHold time.Duration
-	Seed                    int64
+	// Membership bounds the membership nemeses (nemesis.Schedule).
+	Membership nemesis.MembershipLimits
+	Seed       int64
 	// RecoveryBound is how soon after the last heal every resource must
 	// be lockable again.
 	RecoveryBound time.Duration
@@ -102,6 +106,10 @@ func (r Result) Passed() bool { return len(r.Anomalies) == 0 }
 func Run(cfg Config, t Target) (Result, error) {
 	cfg = cfg.withDefaults()
 	cfg.Workload.Endpoints = t.Endpoints()
+	if _, ok := t.(nemesis.Dynamic); ok && slices.ContainsFunc(cfg.Nemeses, nemesis.IsMembership) {
+		// Nodes come and go: send to the members of the moment.
+		cfg.Workload.Live = t.Endpoints
+	}
 	log := cfg.Log
 	res := Result{Config: cfg}
 	rec := chaos.NewRecorder()
@@ -116,14 +124,21 @@ func Run(cfg Config, t Target) (Result, error) {
 		defer wg.Done()
 		workload.Run(ctx, cfg.Workload, rec, store)
 	}()
-	sched := nemesis.Schedule{Kinds: cfg.Nemeses, Quiet: cfg.Quiet, MinHold: cfg.MinHold, MaxHold: cfg.MaxHold, Now: rec.Now, Log: log}
+	sched := nemesis.Schedule{Kinds: cfg.Nemeses, Quiet: cfg.Quiet, MinHold: cfg.MinHold, MaxHold: cfg.MaxHold,
+		Membership: cfg.Membership, Now: rec.Now, Log: log}
 	res.Faults = sched.Run(ctx, t, rand.New(rand.NewSource(cfg.Seed)))
 	wg.Wait()
+	var changes []check.Anomaly
 	for _, f := range res.Faults {
 		if f.Err != nil {
 			return res, fmt.Errorf("suite: %s (%s): %w", f.Kind, f.Detail, f.Err)
 		}
+		if f.Anomaly != "" {
+			changes = append(changes, check.Anomaly{Checker: NameMembership, Message: fmt.Sprintf("%s at %v: %s", f.Kind, f.Start.Round(time.Millisecond), f.Anomaly)})
+		}
 	}
+	// The workload sends to the members left from here on.
+	cfg.Workload.Endpoints = t.Endpoints()
 
 	// 2. Recovery: every resource lockable again, in both namespaces.
 	log.Info("faults over; probing recovery")
@@ -137,12 +152,13 @@ func Run(cfg Config, t Target) (Result, error) {
 	log.Info("killing every node")
 	before := rec.History()
 	final := nemesis.Fault{Kind: nemesis.KillAll, Detail: "every node, at once (durability check)", Start: rec.Now()}
-	for i := range t.Size() {
+	nodes := members(t)
+	for _, i := range nodes {
 		if err := t.Kill(i); err != nil {
 			return res, fmt.Errorf("suite: kill n%d: %w", i+1, err)
 		}
 	}
-	for i := range t.Size() {
+	for _, i := range nodes {
 		if err := t.Restart(i); err != nil {
 			return res, fmt.Errorf("suite: restart n%d: %w", i+1, err)
 		}
@@ -173,8 +189,11 @@ func Run(cfg Config, t Target) (Result, error) {
 	}
 	report.Summary.Add(NameStore, fenced, 0)
 	report.Summary.Add(NameRecovery, res.Anomalies, 0)
+	if slices.ContainsFunc(cfg.Nemeses, nemesis.IsMembership) {
+		report.Summary.Add(NameMembership, changes, 0)
+	}
 	res.Report, res.History = report, all
-	res.Anomalies = slices.Concat(report.Anomalies, res.Durability, fenced, res.Anomalies)
+	res.Anomalies = slices.Concat(report.Anomalies, res.Durability, fenced, res.Anomalies, changes)
 
 	if !res.Passed() && cfg.ArtifactsDir != "" {
 		report.Anomalies = res.Anomalies
@@ -195,7 +214,23 @@ func Run(cfg Config, t Target) (Result, error) {
 const (
 	NameRecovery = "recovery"
 	NameStore    = "fenced-store"
+	// NameMembership: what the membership nemeses saw the cluster do
+	// against its contract (a join that never finished, a removed node
+	// still in a configuration after a 200, or serving again).
+	NameMembership = "membership"
 )
+
+// members are the target's nodes of now.
+func members(t Target) []int {
+	if d, ok := t.(nemesis.Dynamic); ok {
+		return d.Members()
+	}
+	out := make([]int, t.Size())
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
 
 // Recovery is what the post-fault probes measured: per lock, the time from
 // the end of the faults until a fresh owner got the lock.
@@ -300,10 +335,17 @@ func (r Result) String() string {
 		if d := f.Recovery(); d >= 0 {
 			back = d.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%v\t%s\t\n", f.Kind, f.Detail, f.Start.Round(time.Millisecond),
-			(f.Healed - f.Start).Round(time.Millisecond), f.LeaderGap.Round(time.Millisecond), back)
+		gap := f.LeaderGap.Round(time.Millisecond).String()
+		if nemesis.IsMembership(f.Kind) {
+			// A membership change is not healed: it is done. Its leader
+			// gaps show in the faults that ran beside it.
+			gap, back = "-", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t\n", f.Kind, f.Detail, f.Start.Round(time.Millisecond),
+			(f.Healed - f.Start).Round(time.Millisecond), gap, back)
 	}
 	_ = tw.Flush()
+	fmt.Fprintf(&b, "\nfaults by kind: %s\n", FaultCounts(r.Faults))
 	fmt.Fprintf(&b, "\nrecovery after the last fault: %d locks, p50 %v, p99 %v, max %v, %d not lockable within %v\n",
 		r.Recovery.Locks, r.Recovery.P50.Round(time.Millisecond), r.Recovery.P99.Round(time.Millisecond),
 		r.Recovery.Max.Round(time.Millisecond), len(r.Recovery.Failed), r.Config.RecoveryBound)
@@ -316,4 +358,40 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, "\nartifacts: %s\n", filepath.Dir(r.Artifacts[0]))
 	}
 	return b.String()
+}
+
+// FaultCounts counts faults by kind, in the order kinds first struck, with
+// the outcomes of membership changes, e.g. "kill-one 12, join 5 (joined
+// 5), remove 4 (removed (200) 3, refused (503) 1)".
+func FaultCounts(faults []nemesis.Fault) string {
+	var kinds []nemesis.Kind
+	count := map[nemesis.Kind]int{}
+	outcomes := map[nemesis.Kind][]string{}
+	byOutcome := map[nemesis.Kind]map[string]int{}
+	for _, f := range faults {
+		if count[f.Kind] == 0 {
+			kinds = append(kinds, f.Kind)
+			byOutcome[f.Kind] = map[string]int{}
+		}
+		count[f.Kind]++
+		if f.Outcome != "" {
+			if byOutcome[f.Kind][f.Outcome] == 0 {
+				outcomes[f.Kind] = append(outcomes[f.Kind], f.Outcome)
+			}
+			byOutcome[f.Kind][f.Outcome]++
+		}
+	}
+	var parts []string
+	for _, k := range kinds {
+		s := fmt.Sprintf("%s %d", k, count[k])
+		if len(outcomes[k]) > 0 {
+			var o []string
+			for _, name := range outcomes[k] {
+				o = append(o, fmt.Sprintf("%s %d", name, byOutcome[k][name]))
+			}
+			s += " (" + strings.Join(o, ", ") + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -26,6 +26,11 @@ type Config struct {
 	// Endpoints are the nodes' base URLs; each operation goes to a random
 	// one, so most are forwarded to a partition leader.
 	Endpoints []string
+	// Live, if set, replaces Endpoints while the workload runs: each
+	// operation goes to one of the URLs it returns at that moment, so
+	// nodes that join the cluster get traffic and nodes that left it
+	// stop getting it.
+	Live func() []string
 	// Clients is the number of concurrent clients, each with one
 	// operation in flight at a time.
 	Clients int
@@ -96,6 +101,9 @@ func (c Config) Resources() []string {
 func Run(ctx context.Context, cfg Config, rec *chaos.Recorder, store *FencedStore) {
 	cfg = cfg.WithDefaults()
 	nodes := Dial(cfg.Endpoints)
+	if cfg.Live != nil {
+		nodes = DialLive(cfg.Live)
+	}
 	defer nodes.Close()
 	var wg sync.WaitGroup
 	for id := range cfg.Clients {
@@ -232,6 +240,11 @@ func (c *client) do(op chaos.Op) chaos.Op {
 // Nodes are HTTP clients of the cluster's nodes, shared by all clients.
 type Nodes struct {
 	clients []*testutil.Client
+	// live, if set, lists the nodes' URLs at each call; their clients
+	// are made on first use and kept in byURL.
+	live  func() []string
+	mu    sync.Mutex
+	byURL map[string]*testutil.Client
 }
 
 // Dial returns clients for the given base URLs.
@@ -243,12 +256,49 @@ func Dial(endpoints []string) *Nodes {
 	return n
 }
 
-// Len is the number of nodes.
-func (n *Nodes) Len() int { return len(n.clients) }
+// DialLive returns clients for the URLs live returns, asked anew for each
+// request: for a cluster whose members change.
+func DialLive(live func() []string) *Nodes {
+	return &Nodes{live: live, byURL: map[string]*testutil.Client{}}
+}
+
+// Len is the number of nodes (now, for DialLive).
+func (n *Nodes) Len() int {
+	if n.live != nil {
+		return max(1, len(n.live()))
+	}
+	return len(n.clients)
+}
+
+// client is node i's client; with DialLive, i is taken modulo the nodes
+// there are now, and nil means there are none.
+func (n *Nodes) client(i int) *testutil.Client {
+	if n.live == nil {
+		return n.clients[i]
+	}
+	urls := n.live()
+	if len(urls) == 0 {
+		return nil
+	}
+	url := urls[i%len(urls)]
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.byURL[url]
+	if c == nil {
+		c = testutil.NewClient(url)
+		n.byURL[url] = c
+	}
+	return c
+}
 
 // Close drops idle connections.
 func (n *Nodes) Close() {
 	for _, c := range n.clients {
+		c.Close()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, c := range n.byURL {
 		c.Close()
 	}
 }
@@ -263,7 +313,12 @@ func (n *Nodes) Do(rec *chaos.Recorder, i int, op chaos.Op, timeout time.Duratio
 	if op.Wait > 0 {
 		req.WaitMs = testutil.Ms(op.Wait)
 	}
-	c := n.clients[i]
+	c := n.client(i)
+	if c == nil {
+		time.Sleep(10 * time.Millisecond)
+		op.Err = "no node to send to"
+		return op
+	}
 	call := map[chaos.Kind]func(context.Context, testutil.LockRequest) (testutil.Reply, error){
 		chaos.TryLock: c.TryLock, chaos.Extend: c.TryExtend, chaos.Unlock: c.TryUnlock,
 		chaos.GetInfo: c.GetInfo, chaos.ForceUnlock: c.ForceUnlock,
