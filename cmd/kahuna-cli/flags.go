@@ -54,6 +54,7 @@ type options struct {
 	resource   string
 	node       string // --remove-node
 	endpoints  []string
+	token      string
 	json       bool
 	timeout    time.Duration
 	owner      string
@@ -95,6 +96,7 @@ func flagSet(o *options, raw *rawFlags) (*flag.FlagSet, map[string]string) {
 	}
 	str(&raw.endpoints, "", "connection-source", "c", "endpoints")
 	str(&raw.format, "console", "format")
+	str(&raw.token, "", "token")
 	dur(&o.timeout, defaultTimeout, "timeout", "t")
 	str(&raw.lock, "", "lock")
 	str(&raw.extend, "", "extend-lock")
@@ -116,7 +118,7 @@ func flagSet(o *options, raw *rawFlags) (*flag.FlagSet, map[string]string) {
 
 // rawFlags hold flag values that need interpreting after parsing.
 type rawFlags struct {
-	endpoints, format                string
+	endpoints, format, token         string
 	lock, extend, unlock, get, force string
 	list, ephemeral, cluster         bool
 }
@@ -222,7 +224,7 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 
 	// Flags the operation does not take, and flags it needs.
 	allowed, required := o.op.flags()
-	ok := map[string]bool{"connection-source": true, "format": true, "timeout": true, "version": true}
+	ok := map[string]bool{"connection-source": true, "format": true, "timeout": true, "version": true, "token": true}
 	for _, n := range allowed {
 		ok[n] = true
 	}
@@ -264,6 +266,10 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 	}
 	if raw.ephemeral {
 		o.durability = client.Ephemeral
+	}
+	o.token = raw.token
+	if !set["token"] {
+		o.token = getenv("KAHUNA_TOKEN")
 	}
 	list := raw.endpoints
 	if !set["connection-source"] {
@@ -330,6 +336,7 @@ Global flags:
   -c, --connection-source URLS   comma-separated node URLs (alias --endpoints; env KAHUNA_ENDPOINTS;
                                  default http://127.0.0.1:8082)
       --format console|json      output: a line of text (default) or one JSON object
+      --token T                  bearer token for a cluster with --auth-file (env KAHUNA_TOKEN)
   -t, --timeout D                give up on the server after D (default 10s); a --wait is added to it
       --version                  print the version and exit
 

@@ -41,7 +41,7 @@ func run(args []string, getenv func(string) string, std stdio) int {
 		fmt.Fprintf(std.out, "kahuna-cli %s\n", version())
 		return exitOK
 	}
-	c, err := client.New(client.Config{Endpoints: o.endpoints})
+	c, err := client.New(client.Config{Endpoints: o.endpoints, Token: o.token})
 	if err != nil {
 		fmt.Fprintf(std.err, "%s%v\n", consoleErrorPrefix, err)
 		return exitUsage

@@ -58,6 +58,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.IntVar(&c.Partitions, "partitions", 0, "number of partitions, fixed when the cluster is created (default: as stored, else --bootstrap-expect, one per voter)")
 	fs.StringVar(&o.logStore, "log-store", "", "Raft log engine of a new data directory: wal (hashicorp/raft-wal) or boltdb (raft-boltdb/v2); fixed once created (default: as stored, else wal)")
 	fs.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", server.DefaultDeadNodeTimeout, "remove a member that gossip has reported failed this long, once that leaves at least three live voters (0: never)")
+	fs.StringVar(&c.AuthFile, "auth-file", "", "JSON file of bearer tokens with roles and prefixes; every /v1 request then needs one (see docs/security.md); reloaded on SIGHUP")
 	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "disaster recovery after a quorum is lost for good, for one start on one surviving node: make every partition a single-voter group of this node with the data it holds (see docs/operations.md)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -135,6 +136,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 
 	srv, err := server.New(o.cfg)
 	if err != nil {
@@ -146,12 +150,21 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	code := 0
-	select {
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
-	case err := <-srv.Errors():
-		log.Error("serving failed, shutting down", "err", err)
-		code = 1
+serve:
+	for {
+		select {
+		case <-hups:
+			if err := srv.Reload(); err != nil {
+				log.Error("reload failed", "err", err)
+			}
+		case sig := <-sigs:
+			log.Info("shutting down", "signal", sig.String())
+			break serve
+		case err := <-srv.Errors():
+			log.Error("serving failed, shutting down", "err", err)
+			code = 1
+			break serve
+		}
 	}
 	if err := srv.Close(); err != nil {
 		log.Error("shutdown was not clean", "err", err)

@@ -17,8 +17,9 @@ import (
 	"github.com/kahuna-go/kahuna/internal/testutil"
 )
 
-// kahunadBin is the binary TestMain builds for the process-level tests.
-var kahunadBin string
+// kahunadBin and cliBin are the binaries TestMain builds for the
+// process-level tests.
+var kahunadBin, cliBin string
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
@@ -33,6 +34,11 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	kahunadBin = filepath.Join(dir, "kahunad")
 	if err := testutil.BuildKahunad(".", kahunadBin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cliBin = filepath.Join(dir, "kahuna-cli")
+	if err := testutil.BuildKahunad("../kahuna-cli", cliBin); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/kahuna-go/kahuna/pkg/fsm"
+	"github.com/kahuna-go/kahuna/pkg/auth"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/router"
 	"github.com/kahuna-go/kahuna/pkg/wire"
@@ -57,6 +58,8 @@ type Handler struct {
 // Config tunes the handler; zero values take the defaults.
 type Config struct {
 	Logger *slog.Logger
+	// Auth checks bearer tokens (--auth-file); nil lets every request in.
+	Auth *auth.Store
 	// BodyTimeout bounds reading one request body (default 30 s), so a
 	// client trickling bytes cannot hold a connection. It is per request
 	// and ends with the body: a server-wide http.Server.ReadTimeout would
@@ -77,6 +80,9 @@ func New(backend Backend, cluster Cluster, cfg Config) *Handler {
 	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	r := chi.NewRouter()
 	r.Use(h.recoverer)
+	// Tokens and roles before any handler; a lock request's resource and
+	// a list's prefix are checked once the handler has decoded them.
+	r.Use(cfg.Auth.Middleware(nil))
 	r.NotFound(h.notFound)
 	r.MethodNotAllowed(h.methodNotAllowed)
 	h.allowed = map[string]string{}
@@ -173,6 +179,13 @@ func (h *Handler) lockOp(op router.Op) http.HandlerFunc {
 		if e != nil {
 			h.fail(w, e.status, wire.InvalidInput, e.msg)
 			return
+		}
+		if err := auth.CheckResource(r.Context(), req.Resource); err != nil {
+			auth.WriteError(w, err)
+			return
+		}
+		if op == router.ForceUnlock {
+			h.logAdmin(r, "force-unlock", "resource", req.Resource, "durability", req.Durability.String())
 		}
 		resp, err := h.backend.Execute(r.Context(), req)
 		if err != nil {
@@ -295,6 +308,22 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		}
 		after = string(b)
 	}
+	// A token limited to prefixes sees only its own locks: one prefix
+	// narrows the listing, several filter it (a page may then come back
+	// short; its cursor still moves on).
+	allowed := func(string) bool { return true }
+	if id, ok := auth.FromContext(r.Context()); ok {
+		narrowed, ok := id.ListPrefixes(prefix)
+		if !ok {
+			auth.WriteError(w, fmt.Errorf("%w: token %q may not list locks under %q", auth.ErrForbidden, id.Name, prefix))
+			return
+		}
+		if len(narrowed) == 1 {
+			prefix = narrowed[0]
+		} else {
+			allowed = id.AllowsResource
+		}
+	}
 	entries, more, err := h.backend.List(r.Context(), d, prefix, after, limit)
 	if err != nil {
 		t, msg := h.errorType(err)
@@ -303,6 +332,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	}
 	out := wire.ListResponse{Type: wire.Got, ServedFrom: h.backend.NodeID(), Locks: make([]wire.LockInfo, 0, len(entries))}
 	for _, e := range entries {
+		if !allowed(e.Resource) {
+			continue
+		}
 		out.Locks = append(out.Locks, wire.LockInfo{
 			Resource:     e.Resource,
 			Owner:        e.Owner,
@@ -321,6 +353,16 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) listFail(w http.ResponseWriter, t wire.Type, msg string) {
 	h.writeJSON(w, http.StatusOK, wire.ListResponse{Type: t, ServedFrom: h.backend.NodeID(), Error: msg, Locks: []wire.LockInfo{}})
+}
+
+// logAdmin records an admin action with the name of the token that asked
+// for it (never the token).
+func (h *Handler) logAdmin(r *http.Request, action string, args ...any) {
+	who := "anyone (auth is off)"
+	if id, ok := auth.FromContext(r.Context()); ok {
+		who = id.Name
+	}
+	h.log.Info("admin action", append([]any{"action", action, "token", who, "remote", r.RemoteAddr}, args...)...)
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {

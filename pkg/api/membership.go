@@ -38,10 +38,11 @@ func (h *Handler) removeNode(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, "", `"node" is missing or empty: name the node ID to remove`)
 		return
 	}
+	h.logAdmin(r, "remove-node", "node", req.Node)
 	err = h.cluster.RemoveNode(r.Context(), req.Node)
 	switch {
 	case err == nil:
-		h.log.Info("node removed from the cluster", "node", req.Node, "remote", r.RemoteAddr)
+		h.log.Info("node removed from the cluster", "node", req.Node)
 		reply(http.StatusOK, req.Node, "")
 	case errors.Is(err, cluster.ErrUnknownNode):
 		reply(http.StatusNotFound, "", err.Error())

@@ -20,6 +20,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,12 @@ var (
 	// ErrLost: a kept-alive lock could not be extended before its lease
 	// ran out, or the server no longer has it.
 	ErrLost = errors.New("kahuna: lock lost")
+	// ErrUnauthorized: the server wants a token (Config.Token) and got
+	// none, or one it does not know (HTTP 401). Not retried.
+	ErrUnauthorized = errors.New("kahuna: unauthorized")
+	// ErrForbidden: the token's role or prefixes do not allow the request
+	// (HTTP 403). Not retried.
+	ErrForbidden = errors.New("kahuna: forbidden")
 )
 
 // BusyError is returned when another owner holds the lock.
@@ -125,6 +132,9 @@ type Config struct {
 	// AttemptTimeout bounds one HTTP attempt (beyond any server-side wait)
 	// when the caller's context has no earlier deadline. Default: 10 s.
 	AttemptTimeout time.Duration
+	// Token is sent as "Authorization: Bearer <Token>" with every
+	// request, for a cluster started with --auth-file. Empty: none.
+	Token string
 	// Jitter returns a number in [0, 1) for retry jitter; tests set it.
 	// Default: math/rand/v2.
 	Jitter func() float64
@@ -196,6 +206,13 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// authorize adds the bearer token, if any.
+func (c *Client) authorize(req *http.Request) {
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
+}
+
 // Close releases idle connections.
 func (c *Client) Close() {
 	c.routes.close()
@@ -242,7 +259,7 @@ func (c *Client) call(ctx context.Context, path string, req *wire.LockRequest, w
 		}
 		resp, err := c.post(ctx, c.endpoints[endpoint]+path, payload, wait)
 		if err != nil {
-			if ctx.Err() == nil {
+			if ctx.Err() == nil && !isAuthError(err) {
 				c.routes.unreachable(endpoint)
 			}
 			return false, err
@@ -272,6 +289,7 @@ func (c *Client) post(ctx context.Context, url string, payload []byte, wait time
 	if err != nil {
 		return nil, err
 	}
+	c.authorize(req)
 	req.Header.Set("Content-Type", "application/json")
 	return c.do(req)
 }
@@ -286,11 +304,40 @@ func (c *Client) do(req *http.Request) (*wire.LockResponse, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := authError(resp, raw); err != nil {
+		return nil, err
+	}
 	var out wire.LockResponse
 	if err := wire.DecodeLockResponse(raw, &out); err != nil {
 		return nil, fmt.Errorf("kahuna: %s answered HTTP %d with an unreadable body: %q", req.URL.Host, resp.StatusCode, truncate(raw, 200))
 	}
 	return &out, nil
+}
+
+// authError turns a 401 or 403 into ErrUnauthorized or ErrForbidden with
+// the server's message.
+func authError(resp *http.Response, body []byte) error {
+	var sentinel error
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		sentinel = ErrUnauthorized
+	case http.StatusForbidden:
+		sentinel = ErrForbidden
+	default:
+		return nil
+	}
+	var msg struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &msg) != nil || msg.Error == "" {
+		msg.Error = "HTTP " + resp.Status
+	}
+	return fmt.Errorf("%w: %s", sentinel, msg.Error)
+}
+
+// isAuthError reports an error that no retry can cure.
+func isAuthError(err error) bool {
+	return errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrForbidden)
 }
 
 func truncate(b []byte, n int) []byte {

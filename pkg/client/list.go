@@ -149,6 +149,9 @@ func (c *Client) withRetries(ctx context.Context, first int, get func(ctx contex
 				c.current.Store(uint32(idx))
 				return nil
 			}
+			if isAuthError(err) {
+				return err // every node checks the same tokens
+			}
 			if err != nil {
 				last = err
 			}
@@ -171,6 +174,7 @@ func (c *Client) getJSON(ctx context.Context, url string, out any) (bool, error)
 	if err != nil {
 		return false, err
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return false, err
@@ -178,6 +182,9 @@ func (c *Client) getJSON(ctx context.Context, url string, out any) (bool, error)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
+		return false, err
+	}
+	if err := authError(resp, raw); err != nil {
 		return false, err
 	}
 	var head struct {
@@ -231,6 +238,7 @@ func (c *Client) RemoveNode(ctx context.Context, id string) error {
 			return err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		c.authorize(req)
 		resp, err := c.http.Do(req)
 		if err != nil {
 			last = err
@@ -244,6 +252,9 @@ func (c *Client) RemoveNode(ctx context.Context, id string) error {
 		if err != nil {
 			last = err
 			continue
+		}
+		if err := authError(resp, raw); err != nil {
+			return err
 		}
 		var out wire.RemoveNodeResponse
 		if err := json.Unmarshal(raw, &out); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/kahuna-go/kahuna/pkg/api"
+	"github.com/kahuna-go/kahuna/pkg/auth"
 	"github.com/kahuna-go/kahuna/pkg/clock"
 	"github.com/kahuna-go/kahuna/pkg/cluster"
 	"github.com/kahuna-go/kahuna/pkg/forward"
@@ -85,6 +86,8 @@ type Config struct {
 	// BalanceInterval is how often the leader balance is looked at
 	// (default 500 ms); a plan is carried out once it has stood for two.
 	BalanceInterval time.Duration
+	// AuthFile turns on bearer tokens (--auth-file); Reload reads it again.
+	AuthFile string
 	// JoinTimeout bounds how long a new node with --join looks for a
 	// formed cluster before it gives up (default 1 min).
 	JoinTimeout time.Duration
@@ -118,6 +121,7 @@ type Server struct {
 	parts   *partition.Set
 	members *membership.Membership
 	remover *cluster.Remover
+	auth    *auth.Store
 	fwd     *forward.Client
 	nodeID  string
 	// joining is set while a node that joins a formed cluster is not yet
@@ -260,6 +264,11 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}()
 
+	if cfg.AuthFile != "" {
+		if s.auth, err = auth.Load(cfg.AuthFile); err != nil {
+			return nil, fmt.Errorf("%w: --auth-file: %w", ErrConfig, err)
+		}
+	}
 	s.data, err = openDataDir(cfg.DataDir, dataDirWants{
 		NodeID:            cfg.NodeID,
 		Partitions:        cfg.Partitions,
@@ -415,7 +424,7 @@ func New(cfg Config) (_ *Server, err error) {
 	base, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.http = &http.Server{
-		Handler:           api.New(s.router, s, api.Config{Logger: s.log.With("component", "api"), BodyTimeout: cfg.BodyTimeout}),
+		Handler:           api.New(s.router, s, api.Config{Logger: s.log.With("component", "api"), BodyTimeout: cfg.BodyTimeout, Auth: s.auth}),
 		ReadHeaderTimeout: APIReadHeaderTimeout,
 		// No ReadTimeout: the API bounds body reads per request, because
 		// this one would also cancel requests waiting for a lock.
@@ -444,6 +453,19 @@ func New(cfg Config) (_ *Server, err error) {
 		"node", nodeID, "http", s.httpAddr, "raft", s.raftAddr,
 		"data_dir", cfg.DataDir, "partitions", s.parts.Count(), "log_store", s.data.meta.LogStore, "new_data_dir", s.data.fresh)
 	return s, nil
+}
+
+// Reload reads the auth file again (SIGHUP). A file that fails to load
+// leaves the tokens in force as they were, and the error says why.
+func (s *Server) Reload() error {
+	if s.auth == nil {
+		return nil
+	}
+	if err := s.auth.Reload(s.cfg.AuthFile); err != nil {
+		return fmt.Errorf("--auth-file %s not reloaded, the previous tokens stay in force: %w", s.cfg.AuthFile, err)
+	}
+	s.log.Info("auth file reloaded", "file", s.cfg.AuthFile, "tokens", s.auth.Len())
+	return nil
 }
 
 // HTTPAddr is the address clients use.
