@@ -19,8 +19,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/kahuna-go/kahuna/pkg/fsm"
 	"github.com/kahuna-go/kahuna/pkg/auth"
+	"github.com/kahuna-go/kahuna/pkg/fsm"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/router"
 	"github.com/kahuna-go/kahuna/pkg/wire"
