@@ -55,6 +55,7 @@ type options struct {
 	node       string // --remove-node
 	endpoints  []string
 	token      string
+	tls        tlsFiles
 	json       bool
 	timeout    time.Duration
 	owner      string
@@ -66,6 +67,9 @@ type options struct {
 	command    []string
 	version    bool
 }
+
+// tlsFiles are the TLS flags.
+type tlsFiles struct{ ca, cert, key string }
 
 // target is the lock the options name.
 func (o *options) target() target { return target{resource: o.resource, durability: o.durability} }
@@ -97,6 +101,9 @@ func flagSet(o *options, raw *rawFlags) (*flag.FlagSet, map[string]string) {
 	str(&raw.endpoints, "", "connection-source", "c", "endpoints")
 	str(&raw.format, "console", "format")
 	str(&raw.token, "", "token")
+	str(&o.tls.ca, "", "cacert")
+	str(&o.tls.cert, "", "cert")
+	str(&o.tls.key, "", "key")
 	dur(&o.timeout, defaultTimeout, "timeout", "t")
 	str(&raw.lock, "", "lock")
 	str(&raw.extend, "", "extend-lock")
@@ -224,7 +231,7 @@ func parseArgs(args []string, getenv func(string) string) (*options, error) {
 
 	// Flags the operation does not take, and flags it needs.
 	allowed, required := o.op.flags()
-	ok := map[string]bool{"connection-source": true, "format": true, "timeout": true, "version": true, "token": true}
+	ok := map[string]bool{"connection-source": true, "format": true, "timeout": true, "version": true, "token": true, "cacert": true, "cert": true, "key": true}
 	for _, n := range allowed {
 		ok[n] = true
 	}
@@ -337,6 +344,8 @@ Global flags:
                                  default http://127.0.0.1:8082)
       --format console|json      output: a line of text (default) or one JSON object
       --token T                  bearer token for a cluster with --auth-file (env KAHUNA_TOKEN)
+      --cacert F                 CA certificate (PEM) to trust for https:// endpoints (default: the system's)
+      --cert F, --key F          client certificate and key, for a cluster with --tls-client-ca-file
   -t, --timeout D                give up on the server after D (default 10s); a --wait is added to it
       --version                  print the version and exit
 

@@ -13,6 +13,7 @@ import (
 	"os"
 
 	"github.com/kahuna-go/kahuna/pkg/client"
+	"github.com/kahuna-go/kahuna/pkg/tlsconfig"
 )
 
 func main() {
@@ -41,7 +42,14 @@ func run(args []string, getenv func(string) string, std stdio) int {
 		fmt.Fprintf(std.out, "kahuna-cli %s\n", version())
 		return exitOK
 	}
-	c, err := client.New(client.Config{Endpoints: o.endpoints, Token: o.token})
+	cfg := client.Config{Endpoints: o.endpoints, Token: o.token}
+	if o.tls != (tlsFiles{}) {
+		if cfg.TLS, err = tlsconfig.Client(o.tls.ca, o.tls.cert, o.tls.key); err != nil {
+			fmt.Fprintf(std.err, "%s%v\n", consoleErrorPrefix, err)
+			return exitUsage
+		}
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		fmt.Fprintf(std.err, "%s%v\n", consoleErrorPrefix, err)
 		return exitUsage

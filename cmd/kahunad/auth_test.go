@@ -204,13 +204,20 @@ func waitStatus(t *testing.T, c *testutil.Client, token string, want int) {
 	}
 }
 
-// runCLI runs kahuna-cli from source with extra environment and returns
-// its combined output and exit code.
+// runCLI runs kahuna-cli with extra environment and returns its combined
+// output and exit code.
 func runCLI(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	return runBinary(t, cliBin, env, args...)
+}
+
+// runBinary runs bin with extra environment and returns its combined
+// output and exit code.
+func runBinary(t *testing.T, bin string, env []string, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, cliBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
@@ -218,7 +225,7 @@ func runCLI(t *testing.T, env []string, args ...string) (string, int) {
 	case errors.As(err, &exit):
 		return string(out), exit.ExitCode()
 	case err != nil:
-		t.Fatalf("kahuna-cli: %v", err)
+		t.Fatalf("%s: %v", bin, err)
 	}
 	return string(out), 0
 }

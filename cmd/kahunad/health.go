@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kahuna-go/kahuna/pkg/tlsconfig"
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
@@ -24,8 +25,17 @@ func health(args []string, getenv func(string) string, stdout, stderr io.Writer)
 	}
 	addr := fs.String("http-addr", def, "the node's HTTP address (default: $KAHUNA_HTTP_ADDR, else 127.0.0.1:8082)")
 	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for an answer")
+	// A node serving HTTPS (KAHUNA_TLS_CERT_FILE in the environment it
+	// shares with its healthcheck) is asked over HTTPS, trusting its own
+	// certificate unless --cacert names the CA.
+	cacert := fs.String("cacert", "", "CA certificate (PEM) to trust; asks over HTTPS (default: the node's own $KAHUNA_TLS_CERT_FILE, if set)")
+	cert := fs.String("cert", "", "client certificate (PEM), for a node with --tls-client-ca-file")
+	key := fs.String("key", "", "the key of --cert")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cacert == "" {
+		*cacert = getenv(envName("tls-cert-file"))
 	}
 	target, err := probeAddr(*addr)
 	if err != nil {
@@ -34,12 +44,21 @@ func health(args []string, getenv func(string) string, stdout, stderr io.Writer)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+target+wire.PathReadyz, nil)
+	scheme, hc := "http://", http.DefaultClient
+	if *cacert != "" {
+		cfg, err := tlsconfig.Client(*cacert, *cert, *key)
+		if err != nil {
+			fmt.Fprintf(stderr, "kahunad health: %v\n", err)
+			return 2
+		}
+		scheme, hc = "https://", &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+target+wire.PathReadyz, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "kahunad health: %v\n", err)
 		return 2
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "kahunad health: %v\n", err)
 		return 1

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -132,6 +133,10 @@ type Config struct {
 	// AttemptTimeout bounds one HTTP attempt (beyond any server-side wait)
 	// when the caller's context has no earlier deadline. Default: 10 s.
 	AttemptTimeout time.Duration
+	// TLS configures HTTPS endpoints (https://...): the CA to trust and a
+	// client certificate when the server requires one. Ignored when
+	// HTTPClient is set.
+	TLS *tls.Config
 	// Token is sent as "Authorization: Bearer <Token>" with every
 	// request, for a cluster started with --auth-file. Empty: none.
 	Token string
@@ -200,6 +205,9 @@ func New(cfg Config) (*Client, error) {
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
+		if cfg.TLS != nil {
+			tr.TLSClientConfig = cfg.TLS.Clone()
+		}
 		c.http = &http.Client{Transport: tr}
 		c.owned = true
 	}

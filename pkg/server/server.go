@@ -27,6 +27,7 @@ import (
 	"github.com/kahuna-go/kahuna/pkg/membership"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/router"
+	"github.com/kahuna-go/kahuna/pkg/tlsconfig"
 	"github.com/kahuna-go/kahuna/pkg/transport"
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
@@ -88,6 +89,9 @@ type Config struct {
 	BalanceInterval time.Duration
 	// AuthFile turns on bearer tokens (--auth-file); Reload reads it again.
 	AuthFile string
+	// TLSCertFile and TLSKeyFile make the API serve HTTPS only;
+	// TLSClientCAFile also requires client certificates signed by it.
+	TLSCertFile, TLSKeyFile, TLSClientCAFile string
 	// JoinTimeout bounds how long a new node with --join looks for a
 	// formed cluster before it gives up (default 1 min).
 	JoinTimeout time.Duration
@@ -122,8 +126,10 @@ type Server struct {
 	members *membership.Membership
 	remover *cluster.Remover
 	auth    *auth.Store
-	fwd     *forward.Client
-	nodeID  string
+	// apiTLS is the API's certificate, nil for plain HTTP.
+	apiTLS *tlsconfig.Reloader
+	fwd    *forward.Client
+	nodeID string
 	// joining is set while a node that joins a formed cluster is not yet
 	// a voter of every partition; removed once the cluster removed it.
 	joining     atomic.Bool
@@ -264,6 +270,15 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}()
 
+	if cfg.TLSCertFile != "" || cfg.TLSKeyFile != "" || cfg.TLSClientCAFile != "" {
+		if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+			return nil, fmt.Errorf("%w: HTTPS needs both --tls-cert-file and --tls-key-file (--tls-client-ca-file alone does not turn it on)", ErrConfig)
+		}
+		s.apiTLS, err = tlsconfig.New(tlsconfig.Files{Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile, CA: cfg.TLSClientCAFile})
+		if err != nil {
+			return nil, fmt.Errorf("%w: --tls-*-file: %w", ErrConfig, err)
+		}
+	}
 	if cfg.AuthFile != "" {
 		if s.auth, err = auth.Load(cfg.AuthFile); err != nil {
 			return nil, fmt.Errorf("%w: --auth-file: %w", ErrConfig, err)
@@ -443,14 +458,20 @@ func New(cfg Config) (_ *Server, err error) {
 	httpLn := s.httpLn
 	s.httpLn = nil // the HTTP server owns it now
 	s.wg.Add(1)
+	serve := s.http.Serve
+	if s.apiTLS != nil {
+		s.http.TLSConfig = s.apiTLS.ServerConfig(cfg.TLSClientCAFile != "")
+		serve = func(ln net.Listener) error { return s.http.ServeTLS(ln, "", "") }
+	}
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.errs <- fmt.Errorf("http: %w", err)
 		}
 	}()
 	s.log.Info("kahunad started",
 		"node", nodeID, "http", s.httpAddr, "raft", s.raftAddr,
+		"https", s.apiTLS != nil, "auth", s.auth != nil,
 		"data_dir", cfg.DataDir, "partitions", s.parts.Count(), "log_store", s.data.meta.LogStore, "new_data_dir", s.data.fresh)
 	return s, nil
 }
@@ -458,14 +479,22 @@ func New(cfg Config) (_ *Server, err error) {
 // Reload reads the auth file again (SIGHUP). A file that fails to load
 // leaves the tokens in force as they were, and the error says why.
 func (s *Server) Reload() error {
-	if s.auth == nil {
-		return nil
+	var errs []error
+	if s.auth != nil {
+		if err := s.auth.Reload(s.cfg.AuthFile); err != nil {
+			errs = append(errs, fmt.Errorf("--auth-file %s not reloaded, the previous tokens stay in force: %w", s.cfg.AuthFile, err))
+		} else {
+			s.log.Info("auth file reloaded", "file", s.cfg.AuthFile, "tokens", s.auth.Len())
+		}
 	}
-	if err := s.auth.Reload(s.cfg.AuthFile); err != nil {
-		return fmt.Errorf("--auth-file %s not reloaded, the previous tokens stay in force: %w", s.cfg.AuthFile, err)
+	if s.apiTLS != nil {
+		if err := s.apiTLS.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("API certificate not reloaded, the previous one stays in use: %w", err))
+		} else {
+			s.log.Info("API certificate reloaded", "not_after", s.apiTLS.Leaf().NotAfter)
+		}
 	}
-	s.log.Info("auth file reloaded", "file", s.cfg.AuthFile, "tokens", s.auth.Len())
-	return nil
+	return errors.Join(errs...)
 }
 
 // HTTPAddr is the address clients use.
