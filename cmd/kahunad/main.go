@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/logging"
 	"github.com/kahuna-go/kahuna/pkg/partition"
@@ -57,10 +58,15 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 1, "number of voters that form a new cluster")
 	fs.IntVar(&c.Partitions, "partitions", 0, "number of partitions, fixed when the cluster is created (default: as stored, else --bootstrap-expect, one per voter)")
 	fs.StringVar(&o.logStore, "log-store", "", "Raft log engine of a new data directory: wal (hashicorp/raft-wal) or boltdb (raft-boltdb/v2); fixed once created (default: as stored, else wal)")
+	fs.DurationVar(&c.JoinTimeout, "join-timeout", time.Minute, "how long a new node with --join looks for a formed cluster before it gives up")
 	fs.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", server.DefaultDeadNodeTimeout, "remove a member that gossip has reported failed this long, once that leaves at least three live voters (0: never)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", "", "serve the HTTP API over HTTPS only, with this certificate (PEM; reloaded on SIGHUP)")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", "", "the key of --tls-cert-file (PEM)")
 	fs.StringVar(&c.TLSClientCAFile, "tls-client-ca-file", "", "also require API clients to present a certificate signed by this CA (PEM)")
+	fs.StringVar(&c.PeerTLSCertFile, "peer-tls-cert-file", "", "mutual TLS on the internal port: this node's certificate (PEM; server and client use; reloaded on SIGHUP)")
+	fs.StringVar(&c.PeerTLSKeyFile, "peer-tls-key-file", "", "the key of --peer-tls-cert-file (PEM)")
+	fs.StringVar(&c.PeerTLSCAFile, "peer-tls-ca-file", "", "the CA (PEM) every node's certificate must chain to")
+	fs.StringVar(&c.GossipKeyFile, "gossip-key-file", "", "file with a base64 key of 16, 24 or 32 bytes that encrypts gossip; a node without it cannot join")
 	fs.StringVar(&c.AuthFile, "auth-file", "", "JSON file of bearer tokens with roles and prefixes; every /v1 request then needs one (see docs/security.md); reloaded on SIGHUP")
 	fs.BoolVar(&c.ForceNewCluster, "force-new-cluster", false, "disaster recovery after a quorum is lost for good, for one start on one surviving node: make every partition a single-voter group of this node with the data it holds (see docs/operations.md)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")

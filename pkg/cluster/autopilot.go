@@ -35,6 +35,10 @@ type Autopilot struct {
 	Applied func(ctx context.Context, m membership.Member, partition int) (uint64, error)
 	// Healthy reports whether a node can serve (a leadership target).
 	Healthy func(ctx context.Context, m membership.Member) bool
+	// Reachable reports whether this node can talk to m over the internal
+	// port (with mutual TLS on, whether m holds a node certificate): a
+	// node that gossips but cannot be reached is never added. Nil: any.
+	Reachable func(ctx context.Context, m membership.Member) bool
 	// DeadNodeTimeout is how long a voter must have been failed before it
 	// is removed; 0 never removes failed members.
 	DeadNodeTimeout time.Duration
@@ -141,7 +145,7 @@ func (a *Autopilot) round(ctx context.Context) {
 		}
 		// One change per partition per round: the next round decides
 		// from the configuration that change produced.
-		_ = a.removeRequested(ctx, g, c, v) || a.addJoiner(g, c, v) || a.promote(ctx, g, c, v) || a.removeDead(ctx, g, c, v)
+		_ = a.removeRequested(ctx, g, c, v) || a.addJoiner(ctx, g, c, v) || a.promote(ctx, g, c, v) || a.removeDead(ctx, g, c, v)
 	}
 }
 
@@ -231,7 +235,7 @@ func (a *Autopilot) handOverTarget(ctx context.Context, c partition.Configuratio
 
 // addJoiner adds one node that asks to join and is not in the
 // configuration yet, as a non-voter.
-func (a *Autopilot) addJoiner(g *partition.Group, c partition.Configuration, v view) bool {
+func (a *Autopilot) addJoiner(ctx context.Context, g *partition.Group, c partition.Configuration, v view) bool {
 	for _, id := range sortedIDs(v.members) {
 		m := v.members[id]
 		if !m.Joining || m.State != membership.StateAlive || v.removing[id] || m.RaftAddr == "" {
@@ -241,6 +245,10 @@ func (a *Autopilot) addJoiner(g *partition.Group, c partition.Configuration, v v
 			continue // it has not learned the count yet, or refused to join
 		}
 		if in, _ := c.Has(id); in {
+			continue
+		}
+		if a.Reachable != nil && !a.Reachable(ctx, m) {
+			a.Log.Warn("not adding a joining node that cannot be reached on the internal port (no or a foreign certificate?)", "partition", g.ID(), "node", id)
 			continue
 		}
 		a.Log.Info("adding a joining node to the partition as a non-voter", "partition", g.ID(), "node", id)

@@ -143,6 +143,9 @@ type Config struct {
 	// Conflict is called when another node claims this node's ID from
 	// another address.
 	Conflict func(addr string)
+	// SecretKey (16, 24 or 32 bytes) encrypts and authenticates gossip;
+	// a node without it, or with another, cannot join or be heard.
+	SecretKey []byte
 	// Join lists gossip addresses of other nodes; they are retried until
 	// one answers.
 	Join    []string
@@ -211,6 +214,10 @@ func Start(cfg Config) (*Membership, error) {
 	mc.Delegate = delegate{m}
 	mc.Events = events{m}
 	mc.Conflict = conflicts{m}
+	if len(cfg.SecretKey) > 0 {
+		mc.SecretKey = cfg.SecretKey
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	mc.Logger = logging.StdLogger(cfg.Logger.With("component", "memberlist"))
 	if cfg.AdvertiseAddr != "" {
 		ip, aport, err := resolve(cfg.AdvertiseAddr)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -275,5 +276,25 @@ func (d *dataDir) close() {
 	if d.lock != nil {
 		d.lock.Close() // closing releases the flock
 		d.lock = nil
+	}
+}
+
+// readGossipKey reads a base64 gossip key of 16, 24 or 32 bytes (AES-128,
+// -192 or -256), as `openssl rand -base64 32` or `head -c32 /dev/urandom |
+// base64` makes one.
+func readGossipKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not base64: %w", path, err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	default:
+		return nil, fmt.Errorf("%s holds a key of %d bytes; it must be 16, 24 or 32", path, len(key))
 	}
 }

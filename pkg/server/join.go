@@ -40,6 +40,7 @@ func (s *Server) startMembership(formed bool) error {
 		Timings:       s.cfg.Gossip,
 		Logger:        s.log,
 		Removed:       s.onRemoved,
+		SecretKey:     s.gossipKey,
 		Conflict: func(addr string) {
 			select {
 			case s.conflicts <- addr:
@@ -245,6 +246,15 @@ func (s *Server) peerReady(ctx context.Context, m membership.Member) bool {
 	defer cancel()
 	p, err := s.fwd.Probe(ctx, m.RaftAddr, -1)
 	return err == nil && p.Ready
+}
+
+// peerReachable reports whether node m answers a probe on the internal
+// port at all.
+func (s *Server) peerReachable(ctx context.Context, m membership.Member) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := s.fwd.Probe(ctx, m.RaftAddr, -1)
+	return err == nil
 }
 
 // peerApplied asks node m how far it has applied partition p.

@@ -89,6 +89,12 @@ type Config struct {
 	BalanceInterval time.Duration
 	// AuthFile turns on bearer tokens (--auth-file); Reload reads it again.
 	AuthFile string
+	// PeerTLSCertFile, PeerTLSKeyFile and PeerTLSCAFile put the internal
+	// port (Raft and forwarding) under mutual TLS.
+	PeerTLSCertFile, PeerTLSKeyFile, PeerTLSCAFile string
+	// GossipKeyFile holds a base64 key (16, 24 or 32 bytes) that encrypts
+	// gossip.
+	GossipKeyFile string
 	// TLSCertFile and TLSKeyFile make the API serve HTTPS only;
 	// TLSClientCAFile also requires client certificates signed by it.
 	TLSCertFile, TLSKeyFile, TLSClientCAFile string
@@ -126,10 +132,12 @@ type Server struct {
 	members *membership.Membership
 	remover *cluster.Remover
 	auth    *auth.Store
-	// apiTLS is the API's certificate, nil for plain HTTP.
-	apiTLS *tlsconfig.Reloader
-	fwd    *forward.Client
-	nodeID string
+	// apiTLS is the API's certificate, nil for plain HTTP; peerTLS the
+	// internal port's, nil for plain TCP.
+	apiTLS, peerTLS *tlsconfig.Reloader
+	gossipKey       []byte
+	fwd             *forward.Client
+	nodeID          string
 	// joining is set while a node that joins a formed cluster is not yet
 	// a voter of every partition; removed once the cluster removed it.
 	joining     atomic.Bool
@@ -279,6 +287,20 @@ func New(cfg Config) (_ *Server, err error) {
 			return nil, fmt.Errorf("%w: --tls-*-file: %w", ErrConfig, err)
 		}
 	}
+	if cfg.PeerTLSCertFile != "" || cfg.PeerTLSKeyFile != "" || cfg.PeerTLSCAFile != "" {
+		if cfg.PeerTLSCertFile == "" || cfg.PeerTLSKeyFile == "" || cfg.PeerTLSCAFile == "" {
+			return nil, fmt.Errorf("%w: mutual TLS between nodes needs all of --peer-tls-cert-file, --peer-tls-key-file and --peer-tls-ca-file", ErrConfig)
+		}
+		s.peerTLS, err = tlsconfig.New(tlsconfig.Files{Cert: cfg.PeerTLSCertFile, Key: cfg.PeerTLSKeyFile, CA: cfg.PeerTLSCAFile})
+		if err != nil {
+			return nil, fmt.Errorf("%w: --peer-tls-*-file: %w", ErrConfig, err)
+		}
+	}
+	if cfg.GossipKeyFile != "" {
+		if s.gossipKey, err = readGossipKey(cfg.GossipKeyFile); err != nil {
+			return nil, fmt.Errorf("%w: --gossip-key-file: %w", ErrConfig, err)
+		}
+	}
 	if cfg.AuthFile != "" {
 		if s.auth, err = auth.Load(cfg.AuthFile); err != nil {
 			return nil, fmt.Errorf("%w: --auth-file: %w", ErrConfig, err)
@@ -314,6 +336,9 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w: --advertise-raft %s: %w", ErrConfig, s.raftAddr, err)
 	}
 	s.mux = transport.NewMux(s.raftLn, raftAdvertise, s.log.With("component", "mux"))
+	if s.peerTLS != nil {
+		s.mux.SetTLS(s.peerTLS.PeerServerConfig(), s.peerTLS.PeerClientConfig())
+	}
 	s.raftLn = nil // the mux owns it now
 
 	// A new node joining a cluster learns the partition count and the log
@@ -408,7 +433,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	autopilot := &cluster.Autopilot{
 		Self: nodeID, Parts: s.parts, Members: s.members, Interval: cfg.BalanceInterval,
-		Log: s.log.With("component", "autopilot"), Healthy: s.peerReady, Applied: s.peerApplied,
+		Log: s.log.With("component", "autopilot"), Healthy: s.peerReady, Applied: s.peerApplied, Reachable: s.peerReachable,
 		DeadNodeTimeout: cfg.DeadNodeTimeout,
 		SelfRemoved:     func(p int, index uint64) { s.onRemoved(nodeID, p, index) },
 	}
@@ -471,7 +496,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}()
 	s.log.Info("kahunad started",
 		"node", nodeID, "http", s.httpAddr, "raft", s.raftAddr,
-		"https", s.apiTLS != nil, "auth", s.auth != nil,
+		"https", s.apiTLS != nil, "peer_tls", s.peerTLS != nil, "gossip_encrypted", s.gossipKey != nil, "auth", s.auth != nil,
 		"data_dir", cfg.DataDir, "partitions", s.parts.Count(), "log_store", s.data.meta.LogStore, "new_data_dir", s.data.fresh)
 	return s, nil
 }
@@ -485,6 +510,13 @@ func (s *Server) Reload() error {
 			errs = append(errs, fmt.Errorf("--auth-file %s not reloaded, the previous tokens stay in force: %w", s.cfg.AuthFile, err))
 		} else {
 			s.log.Info("auth file reloaded", "file", s.cfg.AuthFile, "tokens", s.auth.Len())
+		}
+	}
+	if s.peerTLS != nil {
+		if err := s.peerTLS.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("peer certificate not reloaded, the previous one stays in use: %w", err))
+		} else {
+			s.log.Info("peer certificate reloaded", "not_after", s.peerTLS.Leaf().NotAfter)
 		}
 	}
 	if s.apiTLS != nil {

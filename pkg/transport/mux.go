@@ -6,6 +6,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +76,9 @@ type Mux struct {
 	advertise     net.Addr
 	log           *slog.Logger
 	headerTimeout time.Duration
+	// serverTLS and clientTLS, when set, wrap every inbound and outbound
+	// connection in (mutual) TLS before the header.
+	serverTLS, clientTLS *tls.Config
 
 	mu       sync.Mutex
 	services map[Header]*Layer
@@ -102,6 +106,12 @@ func NewMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *Mux {
 		conns:         make(map[*trackedConn]struct{}),
 	}
 }
+
+// SetTLS makes every connection TLS: inbound ones are handshaken with
+// server before their header is read, outbound ones with client before
+// theirs is written. With mutual TLS configs a peer without a certificate
+// the configs accept never reaches a service. Call it before Serve.
+func (m *Mux) SetTLS(server, client *tls.Config) { m.serverTLS, m.clientTLS = server, client }
 
 // Addr is the advertised address of the mux.
 func (m *Mux) Addr() net.Addr { return m.advertise }
@@ -144,14 +154,23 @@ func (m *Mux) Serve() error {
 // route reads the header off a fresh connection and hands it over, so a
 // slow or silent peer only holds up its own goroutine, never Accept.
 func (m *Mux) route(conn net.Conn) {
-	_ = conn.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	_ = conn.SetDeadline(time.Now().Add(m.headerTimeout))
+	if m.serverTLS != nil {
+		tc := tls.Server(conn, m.serverTLS)
+		if err := tc.Handshake(); err != nil {
+			m.log.Warn("refused a connection on the internal port: TLS handshake failed", "remote", conn.RemoteAddr(), "err", err)
+			conn.Close()
+			return
+		}
+		conn = tc
+	}
 	h, err := ReadHeader(conn)
 	if err != nil {
 		m.log.Debug("dropping connection", "remote", conn.RemoteAddr(), "err", err)
 		conn.Close()
 		return
 	}
-	_ = conn.SetReadDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	m.mu.Lock()
 	l := m.services[h]
 	isolated := m.isolated
@@ -262,7 +281,7 @@ func (m *Mux) Dial(ctx context.Context, addr string, h Header) (net.Conn, error)
 	if refused {
 		return nil, fmt.Errorf("%w: dial %s", ErrIsolated, addr)
 	}
-	conn, err := DialService(ctx, addr, h)
+	conn, err := DialServiceTLS(ctx, addr, h, m.clientTLS)
 	if err != nil {
 		return nil, err
 	}
@@ -377,10 +396,23 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 
 // DialService connects to addr and announces service h; ctx bounds both.
 func DialService(ctx context.Context, addr string, h Header) (net.Conn, error) {
+	return DialServiceTLS(ctx, addr, h, nil)
+}
+
+// DialServiceTLS is DialService over TLS with cfg (plain TCP when nil).
+func DialServiceTLS(ctx context.Context, addr string, h Header, cfg *tls.Config) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
+	if cfg != nil {
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("transport: TLS handshake with %s: %w", addr, err)
+		}
+		conn = tc
 	}
 	hdr := h.Encode()
 	if deadline, ok := ctx.Deadline(); ok {
