@@ -31,6 +31,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/kahuna-go/kahuna/pkg/tlsconfig"
 )
 
 // Usage is what a leaf certificate may be used for (its extended key usage).
@@ -110,52 +112,21 @@ func NewCA(commonName string, validity time.Duration) (*CA, error) {
 }
 
 // LoadCA reads a CA written by WriteCA (or any PEM CA certificate and its
-// PKCS#8, SEC 1 or PKCS#1 key).
+// PKCS#8, SEC 1 or PKCS#1 key), with the same checks kahunad makes of its
+// own certificates (pkg/tlsconfig).
 func LoadCA(certFile, keyFile string) (*CA, error) {
-	certPEM, err := os.ReadFile(certFile)
+	pair, err := tlsconfig.LoadKeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(certPEM)
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no PEM CERTIFICATE", certFile)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", certFile, err)
-	}
-	if !cert.IsCA {
+	if !pair.Leaf.IsCA {
 		return nil, fmt.Errorf("%s: not a CA certificate", certFile)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
-		return nil, err
-	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return nil, fmt.Errorf("%s: no PEM private key", keyFile)
-	}
-	var key any
-	switch kb.Type {
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(kb.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
-	default:
-		key, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyFile, err)
-	}
-	signer, ok := key.(crypto.Signer)
+	signer, ok := pair.PrivateKey.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%s: key type %T cannot sign", keyFile, key)
+		return nil, fmt.Errorf("%s: key type %T cannot sign", keyFile, pair.PrivateKey)
 	}
-	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(cert.PublicKey) {
-		return nil, fmt.Errorf("%s does not match %s", keyFile, certFile)
-	}
-	return &CA{Cert: cert, Key: signer}, nil
+	return &CA{Cert: pair.Leaf, Key: signer}, nil
 }
 
 // CertPEM is the CA certificate in PEM.
