@@ -27,6 +27,23 @@
 #   $KAHUNA_CLUSTER_DIR/nodes     the members and the addresses they run on
 # A node ID is never used twice: `add` after `remove n4` starts n5.
 #
+# A secure cluster: `KAHUNA_CLUSTER_SECURE=1 cluster/local.sh start` (make
+# cluster-secure). The first such start makes, with cluster/make-secrets.sh,
+#   $KAHUNA_CLUSTER_DIR/secure/   (mode 0700) a throw-away CA, a certificate
+#                                 per node, kahuna-cli.crt, gossip.key, a
+#                                 random admin token (admin.token, 0600) and
+#                                 auth.json admitting it
+# prints the token once, and every node then runs with HTTPS on its API,
+# mutual TLS on its internal port, encrypted gossip and --auth-file. The
+# folder marks the cluster secure: start, stop, status, add (which signs the
+# new node's certificate) and remove keep using it without the variable.
+# Then: kahuna-cli -c https://... --cacert secure/ca.crt, token in
+# KAHUNA_TOKEN=$(cat secure/admin.token); curl --cacert secure/ca.crt
+# -H "Authorization: Bearer $(cat secure/admin.token)" https://...
+# To also require client certificates, add
+# KAHUNA_CLUSTER_ARGS="--tls-client-ca-file $KAHUNA_CLUSTER_DIR/secure/ca.crt"
+# (the script presents secure/kahuna-cli.crt itself).
+#
 # Settings (environment):
 #   KAHUNA_BIN                    kahunad to run; unset: go build -o bin/kahunad
 #   KAHUNA_CLUSTER_DIR            default cluster/data
@@ -51,11 +68,15 @@
 #                                 SIGKILL (15)
 #   KAHUNA_CLI                    kahuna-cli for `remove`; unset: the one next
 #                                 to KAHUNA_BIN, else go build -o bin/kahuna-cli
+#   KAHUNA_CLUSTER_SECURE         1: `start` makes the cluster secure (above);
+#                                 0: `start` refuses a secure cluster folder;
+#                                 unset: as the folder is
 # Other KAHUNA_* variables (KAHUNA_LOG_LEVEL, KAHUNA_PARTITIONS, ...) reach
 # kahunad as usual; the per-node ones are set by this script.
 #
 # Needs bash (3.2 or later) and coreutils; `status` uses curl when it is
-# installed and bash's /dev/tcp otherwise.
+# installed and bash's /dev/tcp otherwise (a secure cluster's status needs
+# curl, and making its certificates needs Go).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,6 +100,18 @@ abspath() {
 
 dir=$(abspath "${KAHUNA_CLUSTER_DIR:-$here/data}")
 dir=${dir%/}
+
+# A secure cluster keeps its certificates, gossip key and admin token in
+# $sdir; that folder is what makes it secure (see secure_setup).
+sdir=$dir/secure
+secure=0 scheme=http tls_cli=() new_token=0
+use_secure() {
+	secure=1 scheme=https
+	# The script presents kahuna-cli.crt too, so that it still gets in when
+	# the nodes also require client certificates (--tls-client-ca-file).
+	tls_cli=(--cacert "$sdir/ca.crt" --cert "$sdir/kahuna-cli.crt" --key "$sdir/kahuna-cli.key")
+}
+if [ -d "$sdir" ]; then use_secure; fi
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_node_id() { [[ $1 =~ ^n[0-9]+$ ]]; }
@@ -229,9 +262,16 @@ load_config() {
 }
 
 # http_get ADDR PATH prints the reply body; it succeeds on HTTP 200 only.
+# For a secure cluster it asks over HTTPS with the admin token (given to curl
+# on stdin, not on its command line) and needs curl.
 http_get() {
 	local addr=$1 path=$2 out code
-	if have curl; then
+	if [ $secure -eq 1 ]; then
+		out=$(printf 'header = "Authorization: Bearer %s"\n' "$(cat "$sdir/admin.token")" |
+			curl -K - -s -m 3 "${tls_cli[@]}" -w '\n%{http_code}' "https://$addr$path" 2>/dev/null) || return 1
+		code=${out##*$'\n'}
+		printf '%s\n' "${out%$'\n'*}"
+	elif have curl; then
 		out=$(curl -s -m 3 -w '\n%{http_code}' "http://$addr$path" 2>/dev/null) || return 1
 		code=${out##*$'\n'}
 		printf '%s\n' "${out%$'\n'*}"
@@ -287,9 +327,17 @@ build_cli() {
 # start_node I JOIN [FLAGS...]: start nodes[I], joining the gossip
 # addresses JOIN (comma-separated), with extra kahunad FLAGS.
 start_node() {
-	local i=$1 n=${nodes[$1]} join=$2 pid
+	local i=$1 n=${nodes[$1]} join=$2 pid sec=()
 	shift 2
 	mkdir -p "$dir/$n"
+	if [ $secure -eq 1 ]; then
+		# HTTPS on the API and mutual TLS on the internal port, both with
+		# the node's certificate; encrypted gossip; tokens.
+		sec=(--tls-cert-file "$sdir/$n.crt" --tls-key-file "$sdir/$n.key"
+			--peer-tls-cert-file "$sdir/$n.crt" --peer-tls-key-file "$sdir/$n.key"
+			--peer-tls-ca-file "$sdir/ca.crt"
+			--gossip-key-file "$sdir/gossip.key" --auth-file "$sdir/auth.json")
+	fi
 	{
 		echo
 		echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) local.sh starting $n"
@@ -309,6 +357,7 @@ start_node() {
 			--raft-addr "${RAFT[i]}" \
 			--gossip-addr "${GOSSIP[i]}" \
 			--join "$join" \
+			${sec[@]+"${sec[@]}"} \
 			"$@" \
 			${KAHUNA_CLUSTER_ARGS:-}
 	) </dev/null >>"$dir/$n.log" 2>&1 &
@@ -343,7 +392,7 @@ wait_ready() {
 				die "$exited"
 			fi
 			# kahunad health prints /readyz's reply (or why there is none).
-			if reason=$("$bin" health --http-addr "${HTTP[i]}" 2>&1); then
+			if reason=$("$bin" health --http-addr "${HTTP[i]}" ${tls_cli[@]+"${tls_cli[@]}"} 2>&1); then
 				continue
 			fi
 			pending+=("$i")
@@ -372,6 +421,62 @@ gossip_of() {
 	)
 }
 
+# secure_setup: KAHUNA_CLUSTER_SECURE=1 makes the cluster secure (a stopped
+# plain one too: its data carries over), =0 refuses a secure one; then a
+# secure cluster gets whatever it misses of its material.
+secure_setup() {
+	local want=${KAHUNA_CLUSTER_SECURE:-}
+	case $want in
+	"") ;;
+	1 | yes | true | on) want=1 ;;
+	0 | no | false | off) want=0 ;;
+	*) die "KAHUNA_CLUSTER_SECURE: \"$want\" is not 1 or 0" ;;
+	esac
+	if [ "$want" = 0 ] && [ $secure -eq 1 ]; then
+		die "$dir is a secure cluster ($sdir); to run it on plain HTTP, stop it and delete $sdir (the data stays)"
+	fi
+	if [ "$want" = 1 ] && [ $secure -eq 0 ]; then
+		if any_running; then
+			die "nodes of $dir run without security; stop them first (cluster/local.sh stop), then start again with KAHUNA_CLUSTER_SECURE=1 (the data stays)"
+		fi
+		use_secure
+	fi
+	[ $secure -eq 0 ] || make_secrets "${nodes[@]}"
+}
+
+# make_secrets NODE...: run cluster/make-secrets.sh when $sdir misses a file
+# the cluster or NODE... needs; it only adds what is missing. Sets new_token
+# when it made the admin token.
+make_secrets() {
+	local n f missing=() host san=() out
+	for f in ca.crt kahuna-cli.crt kahuna-cli.key gossip.key admin.token auth.json; do
+		[ -f "$sdir/$f" ] || missing+=("$f")
+	done
+	for n in "$@"; do
+		for f in "$n.crt" "$n.key"; do
+			[ -f "$sdir/$f" ] || missing+=("$f")
+		done
+	done
+	[ ${#missing[@]} -gt 0 ] || return 0
+	[ -f "$sdir/admin.token" ] && [ -f "$sdir/auth.json" ] || new_token=1
+	have "${GO:-go}" || die "making certificates needs Go (cluster/make-certs.sh); install it, or run cluster/make-secrets.sh $sdir $* where Go is"
+	# Node certificates name the node, 127.0.0.1, ::1 and localhost; a
+	# cluster on another address needs it named too.
+	host=${HTTP[0]%:*}
+	host=${host#[}
+	host=${host%]}
+	case $host in 127.0.0.1 | localhost | ::1) ;; *) san=(--san "$host") ;; esac
+	if [ -f "$sdir/ca.crt" ]; then
+		echo "adding ${missing[*]} to $sdir"
+	else
+		echo "making a CA, certificates, a gossip key and an admin token in $sdir"
+	fi
+	out=$(GO=${GO:-go} bash "$here/make-secrets.sh" ${san[@]+"${san[@]}"} "$sdir" "$@" 2>&1) || {
+		printf '%s\n' "$out" >&2
+		die "cluster/make-secrets.sh failed"
+	}
+}
+
 cmd_start() {
 	local timeout=${KAHUNA_CLUSTER_TIMEOUT:-30} i n pid join last
 	is_uint "$timeout" || die "KAHUNA_CLUSTER_TIMEOUT: \"$timeout\" is not a number of seconds"
@@ -379,6 +484,7 @@ cmd_start() {
 	mkdir -p "$dir"
 	load_config
 	[ ${#nodes[@]} -gt 0 ] || die "every node of $dir was removed; delete $dir to start a new cluster"
+	secure_setup
 	write_config
 	join=$(gossip_of "${!nodes[@]}")
 	for i in "${!nodes[@]}"; do
@@ -399,14 +505,29 @@ cmd_start() {
 		"${!nodes[@]}"
 
 	echo
-	echo "Kahuna cluster ready; data and logs in $dir"
+	if [ $secure -eq 1 ]; then
+		echo "Secure Kahuna cluster ready (HTTPS, mutual TLS between nodes, encrypted gossip, tokens); data and logs in $dir, certificates and token in $sdir"
+	else
+		echo "Kahuna cluster ready; data and logs in $dir"
+	fi
 	for i in "${!nodes[@]}"; do
-		echo "  ${nodes[i]}  http://${HTTP[i]}  (raft ${RAFT[i]}, gossip ${GOSSIP[i]}, pid $(pid_of "${nodes[i]}"))"
+		echo "  ${nodes[i]}  $scheme://${HTTP[i]}  (raft ${RAFT[i]}, gossip ${GOSSIP[i]}, pid $(pid_of "${nodes[i]}"))"
 	done
 	last=$((${#nodes[@]} - 1))
 	echo
-	echo "Try:  curl -s -XPOST ${HTTP[0]}/v1/locks/try-lock -d '{\"resource\":\"db-migration\",\"owner\":\"host-a\",\"expiresMs\":60000}'"
-	echo "      curl -s ${HTTP[last]}/v1/cluster/status"
+	if [ $secure -eq 1 ]; then
+		if [ $new_token -eq 1 ]; then
+			echo "Admin token (shown this once; it stays in $sdir/admin.token, mode 0600):"
+			echo "  $(cat "$sdir/admin.token")"
+			echo
+		fi
+		echo "Try:  export KAHUNA_TOKEN=\$(cat $sdir/admin.token)"
+		echo "      curl -s --cacert $sdir/ca.crt -H \"Authorization: Bearer \$KAHUNA_TOKEN\" -XPOST https://${HTTP[0]}/v1/locks/try-lock -d '{\"resource\":\"db-migration\",\"owner\":\"host-a\",\"expiresMs\":60000}'"
+		echo "      bin/kahuna-cli -c https://${HTTP[last]} --cacert $sdir/ca.crt --cluster"
+	else
+		echo "Try:  curl -s -XPOST ${HTTP[0]}/v1/locks/try-lock -d '{\"resource\":\"db-migration\",\"owner\":\"host-a\",\"expiresMs\":60000}'"
+		echo "      curl -s ${HTTP[last]}/v1/cluster/status"
+	fi
 	echo "Then: cluster/local.sh status | logs | add | remove ID | stop   (or make cluster-status, make cluster-stop)"
 }
 
@@ -478,22 +599,27 @@ json_list() {
 cmd_status() {
 	local i n pid body ready=0 source="" status="" part parts item leader role nonvoters
 	load_config
-	echo "cluster in $dir"
+	if [ $secure -eq 1 ]; then
+		have curl || die "the status of a secure cluster needs curl (for HTTPS)"
+		echo "secure cluster in $dir (certificates and admin token in $sdir)"
+	else
+		echo "cluster in $dir"
+	fi
 	for i in "${!nodes[@]}"; do
 		n=${nodes[i]}
 		pid=$(pid_of "$n") || pid=""
 		if [ -z "$pid" ]; then
-			printf '  %-3s %-28s %-12s %s\n' "$n" "http://${HTTP[i]}" "-" "not running"
+			printf '  %-3s %-28s %-12s %s\n' "$n" "$scheme://${HTTP[i]}" "-" "not running"
 			continue
 		fi
 		if body=$(http_get "${HTTP[i]}" /readyz); then
 			ready=$((ready + 1))
-			printf '  %-3s %-28s %-12s %s\n' "$n" "http://${HTTP[i]}" "pid $pid" "ready"
+			printf '  %-3s %-28s %-12s %s\n' "$n" "$scheme://${HTTP[i]}" "pid $pid" "ready"
 			if [ -z "$source" ] && body=$(http_get "${HTTP[i]}" /v1/cluster/status); then
 				source=$n status=$body
 			fi
 		else
-			printf '  %-3s %-28s %-12s %s\n' "$n" "http://${HTTP[i]}" "pid $pid" \
+			printf '  %-3s %-28s %-12s %s\n' "$n" "$scheme://${HTTP[i]}" "pid $pid" \
 				"not ready: $(json_str "$body" reason || echo "${body:-no answer}")"
 		fi
 	done
@@ -504,8 +630,8 @@ cmd_status() {
 		while IFS= read -r item; do
 			[ -n "$item" ] || continue
 			role=$(json_str "$item" role) || role=""
-			printf '  %-3s %-8s %-10s http://%s\n' "$(json_str "$item" id)" "$(json_str "$item" state)" \
-				"${role:--}" "$(json_str "$item" httpAddr)"
+			printf '  %-3s %-8s %-10s %s://%s\n' "$(json_str "$item" id)" "$(json_str "$item" state)" \
+				"${role:--}" "$scheme" "$(json_str "$item" httpAddr)"
 		done < <(printf '%s\n' "$part" | sed 's/},{/}\n{/g')
 		echo "partition leaders as $source sees them:"
 		parts=${status#*\"partitions\":[}
@@ -631,6 +757,10 @@ add_node() {
 	g=$(free_port GOSSIP 7946 "$num" "$host") || exit 1
 	member "$n" "$host:$h" "$host:$r" "$host:$g"
 	i=$((${#nodes[@]} - 1))
+	if [ $secure -eq 1 ]; then
+		make_secrets "$n"
+		echo "$n's certificate: $sdir/$n.crt (signed by $sdir/ca.crt)"
+	fi
 	write_config
 	echo "adding $n, joining through $join"
 	# No --bootstrap-expect: the node joins the cluster that runs and forms
@@ -640,7 +770,7 @@ add_node() {
 		"$n did not join. It stays in $dir/nodes, so cluster/local.sh start retries it; cluster/local.sh remove $n gives up on it" \
 		"$n still runs and may yet join: cluster/local.sh status, cluster/local.sh logs $n; cluster/local.sh remove $n gives up on it" \
 		"$i"
-	echo "$n joined: http://${HTTP[i]}  (raft ${RAFT[i]}, gossip ${GOSSIP[i]}, pid $(pid_of "$n"))"
+	echo "$n joined: $scheme://${HTTP[i]}  (raft ${RAFT[i]}, gossip ${GOSSIP[i]}, pid $(pid_of "$n"))"
 }
 
 # forget I: nodes[I] is no member any more: out of the nodes file, and
@@ -669,9 +799,9 @@ cmd_remove() {
 		[ "${nodes[i]}" != "$id" ] || mine=$i
 		pid_of "${nodes[i]}" >/dev/null || continue
 		if [ "${nodes[i]}" = "$id" ]; then
-			self=http://${HTTP[i]}
+			self=$scheme://${HTTP[i]}
 		else
-			endpoints+=("http://${HTTP[i]}")
+			endpoints+=("$scheme://${HTTP[i]}")
 		fi
 	done
 	# The node itself is asked last: it may answer, but the others stay.
@@ -680,7 +810,11 @@ cmd_remove() {
 	build_cli
 	out=$(
 		IFS=,
-		"$cli" --connection-source "${endpoints[*]}" --remove-node "$id" 2>&1
+		if [ $secure -eq 1 ]; then
+			KAHUNA_TOKEN=$(cat "$sdir/admin.token")
+			export KAHUNA_TOKEN
+		fi
+		"$cli" --connection-source "${endpoints[*]}" ${tls_cli[@]+"${tls_cli[@]}"} --remove-node "$id" 2>&1
 	) && code=0 || code=$?
 	printf '%s\n' "$out"
 	case $code in
@@ -706,6 +840,11 @@ cmd_remove() {
 	fi
 	stop_nodes "$mine" || echo "$id was not running"
 	forget "$mine"
+	if [ $secure -eq 1 ]; then
+		# Its certificate would still be trusted (there is no revocation):
+		# the key goes, so nothing can be node $id again.
+		rm -f "$sdir/$id.key" "$sdir/$id.crt"
+	fi
 	echo "removed $id; its data and log stay in $dir ($id/, $id.log) and can serve no cluster again"
 }
 
