@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kahuna-go/kahuna/pkg/loadgen"
+	"github.com/kahuna-go/kahuna/pkg/tlsconfig"
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
@@ -47,6 +49,9 @@ type options struct {
 	readyTimeout time.Duration
 }
 
+// getenv is os.Getenv; tests replace it.
+var getenv = os.Getenv
+
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	def := loadgen.DefaultConfig()
 	fs := flag.NewFlagSet("kahuna-bench", flag.ContinueOnError)
@@ -66,6 +71,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	route := fs.String("route", "endpoint", "where requests go: endpoint (worker i's endpoint, which forwards to the partition leader) or leader (each key's partition leader, as a leader-aware client does)")
 	retry := fs.Duration("retry", def.Retry, "act as a client that retries: send an operation answered 101 (MustRetry), without a type or not at all again, to the next endpoint, with a jittered backoff after each round of them, until this long after its first attempt; an operation still unanswered then counts as failed, and the run fails (0: send each request once)")
 	readyTimeout := fs.Duration("ready-timeout", 10*time.Second, "how long to wait for GET /readyz to answer 200 on every endpoint")
+	cacert := fs.String("cacert", "", "PEM file of the CA(s) that signed the servers' certificates, for https:// endpoints (default: the system roots)")
+	cert := fs.String("cert", "", "PEM client certificate for https:// endpoints that require one (with -key)")
+	key := fs.String("key", "", "PEM private key of -cert")
+	token := fs.String("token", "", "bearer token sent with every request, for a server started with --auth-file (default: $KAHUNA_TOKEN)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: kahuna-bench [flags]\n\nLoads Kahuna nodes with try-lock/try-unlock pairs and reports throughput and latency.\n\n")
 		fs.PrintDefaults()
@@ -104,6 +113,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err != nil {
 		return options{}, fmt.Errorf("-endpoint: %w", err)
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["token"] {
+		*token = getenv("KAHUNA_TOKEN")
+	}
+	var tlsConfig *tls.Config
+	if loadgen.UsesTLS(endpoints) {
+		// One config for every run of the process: its session cache
+		// lets the second durability's connections resume.
+		if tlsConfig, err = tlsconfig.Client(*cacert, *cert, *key); err != nil {
+			return options{}, err
+		}
+	} else if *cacert != "" || *cert != "" || *key != "" {
+		return options{}, errors.New("-cacert, -cert and -key are for https:// endpoints, and every endpoint is http://")
+	}
 	opts.cfg = loadgen.Config{
 		Endpoints:  endpoints,
 		Workers:    *workers,
@@ -116,6 +140,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		Seed:       *seed,
 		Timeout:    *timeout,
 		Retry:      *retry,
+		TLS:        tlsConfig,
+		Token:      *token,
 		// The map would send everything to the one node there is.
 		RouteToLeader: *route == "leader" && len(endpoints) > 1,
 	}
@@ -136,7 +162,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 
-	if err := waitReady(ctx, opts.cfg.Endpoints, opts.readyTimeout); err != nil {
+	if err := waitReady(ctx, opts.cfg.Endpoints, opts.cfg.TLS, opts.readyTimeout); err != nil {
 		log.Error("server not reachable", "endpoints", opts.cfg.Endpoints, "err", err)
 		fmt.Fprintf(stderr, "kahuna-bench: %v\n", err)
 		return exitFailed
@@ -198,11 +224,16 @@ func exitCode(results []*loadgen.Result, log *slog.Logger) int {
 
 // waitReady polls GET /readyz on every endpoint, all at once, until each
 // has answered 200 or timeout passes; the error names every endpoint that
-// never did, with the last thing it said.
-func waitReady(ctx context.Context, endpoints []string, timeout time.Duration) error {
+// never did, with the last thing it said. A TLS failure that waiting cannot
+// mend (a certificate not trusted, a server that does not speak TLS) ends
+// the wait for that endpoint at once.
+func waitReady(ctx context.Context, endpoints []string, tlsConfig *tls.Config, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConfig.Clone() // the transport adds its protocols to it
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Timeout: time.Second, Transport: tr}
 	errs := make([]error, len(endpoints))
 	var wg sync.WaitGroup
 	for i, e := range endpoints {
@@ -230,12 +261,28 @@ func waitOne(ctx context.Context, client *http.Client, url string, timeout time.
 		if last == nil {
 			return nil
 		}
+		if hint := tlsHint(last); hint != "" {
+			return fmt.Errorf("%s: %s: %w", url, hint, last)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready after %s: %w", url, timeout, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// tlsHint names a TLS failure that no amount of waiting mends, or returns "".
+func tlsHint(err error) string {
+	var verify *tls.CertificateVerificationError
+	var record tls.RecordHeaderError
+	switch {
+	case errors.As(err, &verify):
+		return "the server's certificate is not trusted (is -cacert the CA that signed it?)"
+	case errors.As(err, &record):
+		return "the server does not speak TLS (an http:// node behind an https:// endpoint?)"
+	}
+	return ""
 }
 
 func probe(ctx context.Context, client *http.Client, url string) error {

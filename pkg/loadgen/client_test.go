@@ -267,13 +267,18 @@ func TestClientMalformedReplies(t *testing.T) {
 }
 
 func TestAppendPost(t *testing.T) {
-	got := string(appendPost(nil, "/v1/locks/try-lock", "h:1", []byte(`{"a":1}`)))
+	got := string(appendPost(nil, "/v1/locks/try-lock", "h:1", "", []byte(`{"a":1}`)))
 	want := "POST /v1/locks/try-lock HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
 	if got != want {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
+	got = string(appendPost(nil, "/p", "h", "Authorization: Bearer t0k\r\n", []byte(`{}`)))
+	want = "POST /p HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t0k\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+	if got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
 	buf := make([]byte, 0, 256)
-	if n := testing.AllocsPerRun(100, func() { buf = appendPost(buf[:0], "/p", "h", []byte(`{}`)) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { buf = appendPost(buf[:0], "/p", "h", "Authorization: Bearer t\r\n", []byte(`{}`)) }); n != 0 {
 		t.Fatalf("appendPost allocates %.0f times into a large enough buffer", n)
 	}
 }
@@ -284,6 +289,8 @@ func TestParseEndpoint(t *testing.T) {
 		{"http://localhost:8082/", "localhost:8082", "localhost:8082"},
 		{"http://example.com", "example.com:80", "example.com"},
 		{"http://[::1]:9", "[::1]:9", "[::1]:9"},
+		{"https://127.0.0.1:8082", "127.0.0.1:8082", "127.0.0.1:8082"},
+		{"https://example.com/", "example.com:443", "example.com"},
 	}
 	for _, tt := range tests {
 		addr, host, err := ParseEndpoint(tt.in)
@@ -291,7 +298,7 @@ func TestParseEndpoint(t *testing.T) {
 			t.Errorf("%s: got %q %q %v, want %q %q", tt.in, addr, host, err, tt.addr, tt.host)
 		}
 	}
-	for _, bad := range []string{"https://x:1", "127.0.0.1:8082", "http://", "http://x:1/base", "::"} {
+	for _, bad := range []string{"ftp://x:1", "127.0.0.1:8082", "http://", "http://x:1/base", "::"} {
 		if _, _, err := ParseEndpoint(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

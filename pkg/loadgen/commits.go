@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,8 +27,9 @@ const commitReadTimeout = 2 * time.Second
 // come from the same node, and a server that is not Kahuna (kahuna-ceiling,
 // say) costs one request, not a client's retries.
 type commitReader struct {
-	url  string
-	http *http.Client
+	url   string
+	http  *http.Client
+	token string // bearer token, or empty
 }
 
 // commitReading is one node's sum of commit indexes.
@@ -36,10 +38,15 @@ type commitReading struct {
 	sum  uint64
 }
 
-func newCommitReader(endpoint string) *commitReader {
+// newCommitReader reads from endpoint, over TLS with tlsConfig when it is
+// https://, sending token when not empty.
+func newCommitReader(endpoint string, tlsConfig *tls.Config, token string) *commitReader {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConfig.Clone() // the transport adds its protocols to it
 	return &commitReader{
-		url:  strings.TrimRight(endpoint, "/") + wire.PathClusterStatus,
-		http: &http.Client{Timeout: commitReadTimeout},
+		url:   strings.TrimRight(endpoint, "/") + wire.PathClusterStatus,
+		http:  &http.Client{Timeout: commitReadTimeout, Transport: tr},
+		token: token,
 	}
 }
 
@@ -49,6 +56,9 @@ func (r *commitReader) read(ctx context.Context) (commitReading, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
 		return commitReading{}, err
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
 	}
 	resp, err := r.http.Do(req)
 	if err != nil {

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,18 @@ type Config struct {
 	// operation's first attempt. An operation still without a final answer
 	// then counts as failed. Zero sends every request once.
 	Retry time.Duration
+	// TLS is the client side of https:// endpoints: the CAs to trust
+	// (RootCAs; nil trusts the system roots) and a certificate for servers
+	// that ask for one. Every connection does one handshake and is then
+	// kept alive for the whole run; sessions are cached per endpoint in
+	// TLS.ClientSessionCache (a cache of the run's own when nil), so a
+	// connection dialed again, or by a later run with the same config,
+	// resumes. ServerName defaults to each endpoint's host. Unused by
+	// http:// endpoints.
+	TLS *tls.Config
+	// Token is sent as "Authorization: Bearer <Token>" with every request,
+	// for a server started with --auth-file. Empty: none.
+	Token string
 }
 
 // DefaultConfig returns the load tool's defaults.
@@ -78,6 +91,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("expires-ms must be in %d…%d", wire.MinExpiresMs, wire.MaxExpiresMs)
 	case c.Durability != wire.Persistent && c.Durability != wire.Ephemeral:
 		return fmt.Errorf("unknown durability %d", c.Durability)
+	}
+	if err := ValidToken(c.Token); err != nil {
+		return err
 	}
 	for i, e := range c.Endpoints {
 		if _, _, err := ParseEndpoint(e); err != nil {
@@ -123,26 +139,53 @@ func entryError(err error, i, n int) error {
 	return fmt.Errorf("%w (entry %d of %d)", err, i+1, n)
 }
 
-// ParseEndpoint turns a base URL into the address to dial and the Host
-// header to send. Only plain http is supported: TLS would cost the CPU this
-// tool exists to save.
+// ParseEndpoint turns a base URL, http:// or https://, into the address to
+// dial and the Host header to send.
 func ParseEndpoint(endpoint string) (addr, host string, err error) {
-	u, err := url.Parse(endpoint)
+	e, err := parseEndpoint(endpoint)
+	return e.addr, e.host, err
+}
+
+// endpoint is a parsed base URL.
+type endpoint struct {
+	addr     string // host:port to dial
+	host     string // Host header
+	hostname string // host without port or brackets: the TLS server name
+	tls      bool   // https
+}
+
+func parseEndpoint(s string) (endpoint, error) {
+	u, err := url.Parse(s)
 	if err != nil {
-		return "", "", fmt.Errorf("endpoint %q: %w", endpoint, err)
+		return endpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
 	}
-	if u.Scheme != "http" {
-		return "", "", fmt.Errorf("endpoint %q: only http:// is supported", endpoint)
+	port := "80"
+	switch u.Scheme {
+	case "http":
+	case "https":
+		port = "443"
+	default:
+		return endpoint{}, fmt.Errorf("endpoint %q: only http:// and https:// are supported", s)
 	}
 	if u.Host == "" {
-		return "", "", fmt.Errorf("endpoint %q: no host", endpoint)
+		return endpoint{}, fmt.Errorf("endpoint %q: no host", s)
 	}
 	if u.Path != "" && u.Path != "/" {
-		return "", "", fmt.Errorf("endpoint %q: a path is not supported", endpoint)
+		return endpoint{}, fmt.Errorf("endpoint %q: a path is not supported", s)
 	}
-	addr = u.Host
+	e := endpoint{addr: u.Host, host: u.Host, hostname: u.Hostname(), tls: u.Scheme == "https"}
 	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+		e.addr = net.JoinHostPort(u.Hostname(), port)
 	}
-	return addr, u.Host, nil
+	return e, nil
+}
+
+// UsesTLS reports whether any of the endpoints is https://.
+func UsesTLS(endpoints []string) bool {
+	for _, s := range endpoints {
+		if e, err := parseEndpoint(s); err == nil && e.tls {
+			return true
+		}
+	}
+	return false
 }

@@ -20,6 +20,7 @@ func TestSplitEndpoints(t *testing.T) {
 		{"http://a:1,http://b:2/, http://c:3 ", []string{"http://a:1", "http://b:2", "http://c:3"}},
 		{"http://a:1,http://a:1,http://b:2", []string{"http://a:1", "http://a:1", "http://b:2"}}, // duplicates weight a node
 		{"http://localhost", []string{"http://localhost"}},
+		{"https://a:1/,http://b:2", []string{"https://a:1", "http://b:2"}},
 	}
 	for _, tt := range good {
 		got, err := SplitEndpoints(tt.in)
@@ -33,8 +34,8 @@ func TestSplitEndpoints(t *testing.T) {
 	}{
 		{"", "no endpoint given"},
 		{" ", "no endpoint given"},
-		{"https://a:1", `endpoint "https://a:1": only http:// is supported`},
-		{"http://a:1,https://b:2,http://c:3", `endpoint "https://b:2": only http:// is supported (entry 2 of 3)`},
+		{"ftp://a:1", `endpoint "ftp://a:1": only http:// and https:// are supported`},
+		{"http://a:1,ftp://b:2,http://c:3", `endpoint "ftp://b:2": only http:// and https:// are supported (entry 2 of 3)`},
 		{"http://a:1,,http://c:3", "empty endpoint (entry 2 of 3)"},
 		{"http://a:1,", "empty endpoint (entry 2 of 2)"},
 		{"http://a:1,http://", `endpoint "http://": no host (entry 2 of 2)`},

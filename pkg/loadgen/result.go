@@ -78,6 +78,19 @@ type Result struct {
 	// that could not be read, e.g. from a server that is not Kahuna.
 	RaftEntries     *uint64 `json:"raftEntries,omitempty"`
 	RaftEntriesFrom string  `json:"raftEntriesFrom,omitempty"`
+	// Connections counts the connections the workers opened, warm-up
+	// included: one per worker and endpoint used, unless connections
+	// broke or the server closed them. TLSHandshakes counts the TLS
+	// handshakes on them, TLSResumed those that resumed a cached session
+	// instead of exchanging certificates.
+	Connections uint64 `json:"connections,omitempty"`
+	// ClientCPU is the CPU time (user and system) the load tool's own
+	// process used in the measured period, for reading against the
+	// server's: on a shared machine every cycle of it is one the server
+	// did not get. Emitted as clientCpuSeconds; zero where not measured.
+	ClientCPU     time.Duration `json:"-"`
+	TLSHandshakes uint64        `json:"tlsHandshakes,omitempty"`
+	TLSResumed    uint64        `json:"tlsResumed,omitempty"`
 }
 
 // LatencyUs holds request latencies in microseconds.
@@ -96,7 +109,8 @@ func (r Result) MarshalJSON() ([]byte, error) {
 		plain
 		DurationSeconds float64 `json:"durationSeconds"`
 		RetrySeconds    float64 `json:"retrySeconds,omitempty"`
-	}{plain(r), r.Duration.Seconds(), r.Retry.Seconds()})
+		ClientCPU       float64 `json:"clientCpuSeconds,omitempty"`
+	}{plain(r), r.Duration.Seconds(), r.Retry.Seconds(), r.ClientCPU.Seconds()})
 }
 
 // Failed reports whether the run saw the server break the lock contract.
@@ -118,8 +132,9 @@ func WriteJSON(w io.Writer, results ...*Result) error {
 }
 
 // WriteText writes the results as a table, one row per run, followed by the
-// outcome counts, the requests per endpoint and the requests per serving node
-// of each run.
+// outcome counts, the load tool's CPU per request, its TLS connections (when
+// there were any), the requests per endpoint and the requests per serving
+// node of each run.
 func WriteText(w io.Writer, results ...*Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "durability\tworkers\tkeys\tduration\trequests\treq/s\tp50\tp90\tp99\tp99.9\tmax\terrors\t")
@@ -143,6 +158,18 @@ func WriteText(w io.Writer, results ...*Result) error {
 		}
 		if _, err := fmt.Fprintln(w, line); err != nil {
 			return fmt.Errorf("write outcomes: %w", err)
+		}
+		if r.ClientCPU > 0 && r.Requests > 0 {
+			if _, err := fmt.Fprintf(w, "%s client: %.1f µs of CPU per request (this process, measured period)\n",
+				r.Durability, float64(r.ClientCPU.Microseconds())/float64(r.Requests)); err != nil {
+				return fmt.Errorf("write client CPU: %w", err)
+			}
+		}
+		if r.TLSHandshakes > 0 {
+			if _, err := fmt.Fprintf(w, "%s tls: %d connections, %d handshakes, %d of them resumed (warm-up included)\n",
+				r.Durability, r.Connections, r.TLSHandshakes, r.TLSResumed); err != nil {
+				return fmt.Errorf("write tls: %w", err)
+			}
 		}
 		if len(r.Endpoints) > 0 {
 			if _, err := fmt.Fprintln(w, r.Durability+" endpoints: "+formatEndpoints(r)); err != nil {

@@ -29,7 +29,8 @@ type leaderRoutes struct {
 
 // newLeaderRoutes reads the cluster status and maps every key of the run.
 func newLeaderRoutes(ctx context.Context, cfg Config, addrs []string) (*leaderRoutes, error) {
-	c, err := client.New(client.Config{Endpoints: cfg.Endpoints, AttemptTimeout: cfg.Timeout, NoLeaderRouting: true})
+	c, err := client.New(client.Config{Endpoints: cfg.Endpoints, AttemptTimeout: cfg.Timeout, NoLeaderRouting: true,
+		TLS: cfg.TLS, Token: cfg.Token})
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"os"
@@ -31,15 +32,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	if cfg.Owner == "" {
 		cfg.Owner = fmt.Sprintf("kahuna-bench-%d-", os.Getpid())
 	}
-	type target struct{ addr, host string }
-	targets := make([]target, len(cfg.Endpoints))
+	targets := make([]endpoint, len(cfg.Endpoints))
 	for i, e := range cfg.Endpoints {
-		addr, host, err := ParseEndpoint(e)
+		t, err := parseEndpoint(e)
 		if err != nil {
 			return nil, err
 		}
-		targets[i] = target{addr, host}
+		targets[i] = t
 	}
+	tlsConfigs := endpointTLS(cfg.TLS, targets)
 	var routes *leaderRoutes
 	if cfg.RouteToLeader {
 		addrs := make([]string, len(targets))
@@ -60,7 +61,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	for i := range workers {
 		clients := make([]*Client, len(targets))
 		for e, t := range targets {
-			clients[e] = NewClient(t.addr, t.host, cfg.Timeout)
+			clients[e] = NewClientWith(t.addr, t.host, ClientOptions{Timeout: cfg.Timeout, TLS: tlsConfigs[e], Token: cfg.Token})
 		}
 		w, err := newWorker(cfg, i, i%len(targets), clients, routes)
 		if err != nil {
@@ -87,13 +88,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		go routes.follow(fctx, routeRefresh, log)
 	}
 
-	commits := newCommitReader(cfg.Endpoints[0])
+	commits := newCommitReader(cfg.Endpoints[0], tlsConfigs[0], cfg.Token)
 	defer commits.close()
 
 	start := time.Now()
 	measureFrom := start.Add(cfg.Warmup)
 	stopAt := measureFrom.Add(cfg.Duration)
-	before := make(chan commitReading, 1)
+	// At the start of the measured period: the cluster's commit index
+	// and this process's CPU time.
+	type reading struct {
+		commits commitReading
+		cpu     time.Duration
+		cpuOK   bool
+	}
+	before := make(chan reading, 1)
 	go func() {
 		// Nothing is counted for a run stopped before the measured
 		// period starts.
@@ -102,11 +110,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			before <- commitReading{}
+			before <- reading{}
 			return
 		}
-		r, err := commits.read(ctx)
-		if err != nil {
+		var r reading
+		r.cpu, r.cpuOK = processCPU()
+		var err error
+		if r.commits, err = commits.read(ctx); err != nil {
 			log.Debug("no commit index at the start of the measured period", "err", err)
 		}
 		before <- r
@@ -123,15 +133,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
 	}
 	wg.Wait()
 	elapsed := max(time.Since(measureFrom), 0)
+	cpuEnd, cpuEndOK := processCPU()
+
+	res := merge(cfg, workers, elapsed)
 	for _, w := range workers {
 		for _, c := range w.clients {
 			c.Close()
 		}
 	}
-
-	res := merge(cfg, workers, elapsed)
 	res.Interrupted = ctx.Err() != nil
-	if b := <-before; b.node != "" && !res.Interrupted {
+	b := <-before
+	if b.cpuOK && cpuEndOK && !res.Interrupted {
+		res.ClientCPU = cpuEnd - b.cpu
+	}
+	if b := b.commits; b.node != "" && !res.Interrupted {
 		a, err := commits.read(ctx)
 		if n, ok := entriesBetween(b, a); ok {
 			res.RaftEntries, res.RaftEntriesFrom = &n, a.node
@@ -153,9 +168,14 @@ func merge(cfg Config, workers []*worker, elapsed time.Duration) *Result {
 	for _, e := range cfg.Endpoints {
 		endpoints[e] = 0 // an endpoint that answered nothing shows as 0
 	}
+	var conns, handshakes, resumed int
 	for _, w := range workers {
 		hist.Merge(w.hist)
 		total.add(&w.stats)
+		for _, c := range w.clients {
+			h, r := c.Handshakes()
+			conns, handshakes, resumed = conns+c.Dials(), handshakes+h, resumed+r
+		}
 	}
 	for i, n := range total.perEndpoint {
 		endpoints[cfg.Endpoints[i]] += n
@@ -182,6 +202,9 @@ func merge(cfg Config, workers []*worker, elapsed time.Duration) *Result {
 		Routed:            total.routed,
 		Misrouted:         total.misrouted,
 		FirstError:        total.firstError,
+		Connections:       uint64(conns),
+		TLSHandshakes:     uint64(handshakes),
+		TLSResumed:        uint64(resumed),
 	}
 	if elapsed > 0 {
 		res.RequestsPerSec = float64(total.requests) / elapsed.Seconds()
@@ -219,4 +242,51 @@ func uniqueInOrder(s []string) []string {
 		}
 	}
 	return out
+}
+
+// endpointTLS returns the TLS config of each endpoint: nil for http://, and
+// for https:// a clone of base (TLS 1.2 or later and the system roots when
+// base is nil) that names the endpoint's host unless base names a server.
+// Every endpoint gets its own shelf of base's session cache (one of the
+// run's own when base has none): Go files sessions under the server name,
+// and nodes that share one (three local nodes on 127.0.0.1) would
+// otherwise be offered each other's tickets, which they cannot resume.
+func endpointTLS(base *tls.Config, eps []endpoint) []*tls.Config {
+	out := make([]*tls.Config, len(eps))
+	var cache tls.ClientSessionCache
+	if base != nil {
+		cache = base.ClientSessionCache
+	}
+	for i, e := range eps {
+		if !e.tls {
+			continue
+		}
+		c := &tls.Config{MinVersion: tls.VersionTLS12}
+		if base != nil {
+			c = base.Clone()
+		}
+		if c.ServerName == "" {
+			c.ServerName = e.hostname
+		}
+		if cache == nil {
+			cache = tls.NewLRUClientSessionCache(0)
+		}
+		c.ClientSessionCache = shelvedSessions{shelf: e.addr + " ", cache: cache}
+		out[i] = c
+	}
+	return out
+}
+
+// shelvedSessions files a session cache's entries under a prefix.
+type shelvedSessions struct {
+	shelf string
+	cache tls.ClientSessionCache
+}
+
+func (s shelvedSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	return s.cache.Get(s.shelf + key)
+}
+
+func (s shelvedSessions) Put(key string, cs *tls.ClientSessionState) {
+	s.cache.Put(s.shelf+key, cs)
 }

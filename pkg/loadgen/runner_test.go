@@ -286,7 +286,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		func(c *Config) { c.Duration = 0 },
 		func(c *Config) { c.ExpiresMs = 0 },
 		func(c *Config) { c.Durability = 2 },
-		func(c *Config) { c.Endpoints = []string{"https://x"} },
+		func(c *Config) { c.Endpoints = []string{"ftp://x"} },
+		func(c *Config) { c.Token = "a\nb" },
 		func(c *Config) { c.Endpoints = nil },
 		func(c *Config) { c.Endpoints = []string{"http://a:1", "http://b:1"}; c.Workers = 1 },
 	} {
