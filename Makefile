@@ -52,9 +52,14 @@ bench-micro:
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./pkg/partition/ ./pkg/fsm/
 
 # The long fault-injection run (docs/safety.md): a workload against a cluster
-# while nemeses strike, then every check. For example:
+# while nemeses strike, then every check. CHAOS_NEMESES is a comma-separated
+# list of nemeses: "all" (every crash, pause, partition, leader-churn and
+# slow-disk nemesis), "membership" (join, remove, replace: the cluster grows to
+# CHAOS_NODES + 2 members and shrinks back, one change at a time, beside the
+# other faults), or single names. For example:
 #   make chaos CHAOS_DURATION=30m CHAOS_NEMESES=kill-leader,split CHAOS_NODES=5
 #   make chaos CHAOS_ARGS="-chaos.processes -chaos.seed 42"
+#   make chaos CHAOS_NEMESES=all,membership CHAOS_ARGS="-chaos.processes -chaos.netns"
 #   make chaos CHAOS_LOG_STORE=boltdb
 CHAOS_DURATION ?= 5m
 CHAOS_NEMESES ?= all

@@ -129,9 +129,13 @@ func (a *Autopilot) round(ctx context.Context) {
 			a.Log.Warn("cannot read a partition's configuration", "partition", g.ID(), "err", err)
 			continue
 		}
-		if in, _ := committed.Has(a.Self); !in && len(committed.Servers) > 0 && a.SelfRemoved != nil {
+		if in, _ := committed.Has(a.Self); !in && len(committed.Servers) > 0 && a.SelfRemoved != nil && !a.inLatest(g) {
 			// The change that removed this node reached its log and
-			// committed.
+			// committed. (The committed configuration alone can be a
+			// snapshot's that predates this node: one a leader sent it
+			// when it joined, read after a restart before the newer
+			// entries of its log are applied again. Its log has the
+			// entry that added it, and so its latest configuration.)
 			a.SelfRemoved(g.ID(), committed.Index)
 			return
 		}
@@ -334,6 +338,18 @@ func (a *Autopilot) removeDead(ctx context.Context, g *partition.Group, c partit
 		return true
 	}
 	return false
+}
+
+// inLatest reports whether this node is in the partition's latest
+// configuration (the newest in its log, committed or not); an error counts
+// as in, so that nothing is concluded from it.
+func (a *Autopilot) inLatest(g *partition.Group) bool {
+	c, err := g.Configuration()
+	if err != nil {
+		return true
+	}
+	in, _ := c.Has(a.Self)
+	return in
 }
 
 // tellRemoved tells live nodes that belong to a formed cluster but not to

@@ -215,7 +215,11 @@ func (s *Server) RemoveNode(ctx context.Context, id string) error {
 			continue
 		}
 		err := s.fwd.RemoveNode(ctx, m.RaftAddr, id, removeTimeout)
-		if err == nil || errors.Is(err, cluster.ErrUnknownNode) || errors.Is(err, cluster.ErrWouldLoseQuorum) {
+		// An unknown outcome may be a removal under way (this node stops
+		// serving as soon as a partition leaves it out, which can end the
+		// request): another node asked now would judge a half-removed
+		// node and could answer 409, "nothing changed". It is 503.
+		if err == nil || errors.Is(err, cluster.ErrUnknownNode) || errors.Is(err, cluster.ErrWouldLoseQuorum) || errors.Is(err, partition.ErrUnknownOutcome) {
 			return err
 		}
 		last = err

@@ -204,7 +204,25 @@ func (in *Injector) free() []int {
 	return out
 }
 
-// hold marks nodes as taken by a fault of kind k; release frees them.
+// claim takes, for a fault of kind k, those of nodes that are members and
+// that no fault holds, and returns them. Choosing from free and claiming
+// are apart, so two faults may choose the same node; only one claims it.
+func (in *Injector) claim(k Kind, nodes ...int) []int {
+	in.g.mu.Lock()
+	defer in.g.mu.Unlock()
+	members := in.members()
+	var out []int
+	for _, i := range nodes {
+		if _, held := in.g.held[i]; !held && slices.Contains(members, i) {
+			in.g.held[i] = k
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// hold marks nodes as taken by a fault of kind k, members or not (a node
+// about to join); release frees them.
 func (in *Injector) hold(k Kind, nodes ...int) {
 	in.g.mu.Lock()
 	defer in.g.mu.Unlock()
@@ -248,7 +266,9 @@ func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error)
 		if k == PauseLeader {
 			i = in.leaderOrAny(free)
 		}
-		in.hold(k, i)
+		if len(in.claim(k, i)) == 0 {
+			return "no node free to strike", func() error { return nil }, nil
+		}
 		if err := in.c.Pause(i); err != nil {
 			in.release(i)
 			return "", nil, err
@@ -311,8 +331,11 @@ func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error)
 }
 
 func (in *Injector) kill(k Kind, nodes []int) (string, func() error, error) {
+	nodes = in.claim(k, nodes...)
+	if len(nodes) == 0 {
+		return "no node free to strike", func() error { return nil }, nil
+	}
 	slices.Sort(nodes)
-	in.hold(k, nodes...)
 	var names []string
 	for _, i := range nodes {
 		if err := in.c.Kill(i); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,11 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := Parse("kill-leader,flood"); err == nil || !strings.Contains(err.Error(), `"flood"`) {
 		t.Fatalf("unknown nemesis: %v", err)
+	}
+	if ks, err := Parse("all,membership"); err != nil || len(ks) != len(All())+3 || !slices.Contains(ks, Replace) {
+		t.Fatalf("all,membership: %v %v", ks, err)
+	}
+	if ks, err := Parse("membership,kill-one,join"); err != nil || !slices.Equal(ks, []Kind{Join, Remove, Replace, KillOne}) {
+		t.Fatalf("membership,kill-one,join: %v %v", ks, err)
 	}
 }

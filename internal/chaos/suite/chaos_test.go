@@ -100,18 +100,39 @@ func TestChaos(t *testing.T) {
 	for _, store := range partition.LogStores() {
 		for _, r := range runs {
 			r.store = store
-			name := fmt.Sprintf("%s/seed=%d/nodes=%d", store, r.seed, r.nodes)
-			if r.processes {
-				name += "/processes"
-			}
-			t.Run(name, func(t *testing.T) { experiment(t, r) })
+			t.Run(r.name(), func(t *testing.T) { experiment(t, r) })
 		}
 	}
+	// Membership changes, once (on the default log store): real
+	// processes grow from three members to five and back while kills,
+	// pauses and (with namespaces) partitions strike beside them.
+	r := run{seed: 5, nodes: 3, duration: 30 * time.Second, brisk: true, processes: true, netns: netlab.Available() == nil,
+		store: partition.DefaultLogStore, nemeses: slices.Concat(nemesis.Membership(), []nemesis.Kind{
+			nemesis.KillOne, nemesis.KillLeader, nemesis.PauseOne, nemesis.PauseLeader, nemesis.IsolateOne, nemesis.Split, nemesis.Bridge})}
+	t.Run(r.name()+"/membership", func(t *testing.T) { experiment(t, r) })
 }
 
-// kindList renders nemeses for -chaos.nemeses.
+func (r run) name() string {
+	name := fmt.Sprintf("%s/seed=%d/nodes=%d", r.store, r.seed, r.nodes)
+	if r.processes {
+		name += "/processes"
+	}
+	return name
+}
+
+// kindList renders nemeses for -chaos.nemeses, with "all" and
+// "membership" for the whole groups.
 func kindList(ks []nemesis.Kind) string {
 	var out []string
+	for _, group := range []struct {
+		name  string
+		kinds []nemesis.Kind
+	}{{"all", nemesis.All()}, {"membership", nemesis.Membership()}} {
+		if !slices.ContainsFunc(group.kinds, func(k nemesis.Kind) bool { return !slices.Contains(ks, k) }) {
+			out = append(out, group.name)
+			ks = slices.DeleteFunc(slices.Clone(ks), func(k nemesis.Kind) bool { return slices.Contains(group.kinds, k) })
+		}
+	}
 	for _, k := range ks {
 		out = append(out, string(k))
 	}

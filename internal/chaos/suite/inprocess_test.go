@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,21 @@ func startInProcess(t *testing.T, nodes int, store partition.LogStore, deadNode 
 		}
 		cfg.DeadNodeTimeout = deadNode
 	}})
+	// The cluster's failure report shows the end of each node's log;
+	// keep all of them.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		dir, err := os.MkdirTemp("", "kahuna-chaos-logs-")
+		if err != nil {
+			return
+		}
+		for i := range p.c.Len() {
+			_ = os.WriteFile(filepath.Join(dir, p.ID(i)+".log"), []byte(p.c.Logs(i)), 0o644)
+		}
+		t.Logf("every node's log: %s", dir)
+	})
 	return p
 }
 
@@ -153,12 +169,14 @@ func (p *inProcess) Wipe(i int) error {
 	return os.RemoveAll(p.c.Node(i).Dir)
 }
 
+// Retire kills the node for good and deletes its data: nothing starts
+// it again.
 func (p *inProcess) Retire(i int) error {
 	p.c.Kill(i)
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.retired[i] = true
-	return nil
+	p.mu.Unlock()
+	return os.RemoveAll(p.c.Node(i).Dir)
 }
 
 func (p *inProcess) RemoveNode(via int, id string, timeout time.Duration) (int, string, error) {

@@ -318,6 +318,8 @@ func (p *processes) Wipe(i int) error {
 	return os.RemoveAll(n.node.DataDir)
 }
 
+// Retire kills the node for good, frees its namespace and deletes its
+// data: nothing starts it again.
 func (p *processes) Retire(i int) error {
 	n := p.node(i)
 	n.proc.Kill()
@@ -327,7 +329,7 @@ func (p *processes) Retire(i int) error {
 	if n.host >= 0 {
 		p.hostUsed[n.host] = false
 	}
-	return nil
+	return os.RemoveAll(n.node.DataDir)
 }
 
 func (p *processes) RemoveNode(via int, id string, timeout time.Duration) (int, string, error) {

@@ -231,11 +231,23 @@ func (c *client) ttl() time.Duration {
 	return d.Truncate(time.Millisecond)
 }
 
-// do sends op to a random node and records it.
+// do sends op to a random node and records it. Told to retry (101), the
+// client pauses before its next operation, as pkg/client backs off: a
+// node that stopped serving (removed from the cluster) answers 101 at
+// once, and clients that did not pause would spin on it, filling the
+// history with operations of unknown outcome.
 func (c *client) do(op chaos.Op) chaos.Op {
 	op.Client = c.id
-	return c.nodes.Do(c.rec, c.rng.Intn(c.nodes.Len()), op, c.cfg.OpTimeout)
+	done := c.nodes.Do(c.rec, c.rng.Intn(c.nodes.Len()), op, c.cfg.OpTimeout)
+	if !done.Definite && done.Type == chaos.TypeMustRetry {
+		time.Sleep(retryPause)
+	}
+	return done
 }
+
+// retryPause is how long a client waits after a 101: pkg/client's
+// shortest back-off.
+const retryPause = 50 * time.Millisecond
 
 // Nodes are HTTP clients of the cluster's nodes, shared by all clients.
 type Nodes struct {
