@@ -37,7 +37,10 @@ type Autopilot struct {
 	Healthy func(ctx context.Context, m membership.Member) bool
 	// Reachable reports whether this node can talk to m over the internal
 	// port (with mutual TLS on, whether m holds a node certificate): a
-	// node that gossips but cannot be reached is never added. Nil: any.
+	// node that gossips but cannot be reached is never added, and only a
+	// reachable voter counts as live for a removal's quorum (not Healthy:
+	// a voter that is briefly not ready while a leadership moves still
+	// votes). Nil: any.
 	Reachable func(ctx context.Context, m membership.Member) bool
 	// DeadNodeTimeout is how long a voter must have been failed before it
 	// is removed; 0 never removes failed members.
@@ -201,7 +204,7 @@ func (a *Autopilot) removeRequested(ctx context.Context, g *partition.Group, c p
 			// Raft commits the change without it and then steps down,
 			// which costs the partition an election instead of a
 			// hand-over.
-			if err := RemovalAllowed(c, s.ID, NewLiveness(ctx, v.members, a.Healthy).Live); err != nil {
+			if err := RemovalAllowed(c, s.ID, NewLiveness(ctx, v.members, a.Reachable).Live); err != nil {
 				a.Log.Warn("not removing this node", "partition", g.ID(), "err", err)
 				return true
 			}
@@ -211,7 +214,7 @@ func (a *Autopilot) removeRequested(ctx context.Context, g *partition.Group, c p
 			}
 			return true
 		}
-		if err := RemovalAllowed(c, s.ID, NewLiveness(ctx, v.members, a.Healthy).Live); err != nil {
+		if err := RemovalAllowed(c, s.ID, NewLiveness(ctx, v.members, a.Reachable).Live); err != nil {
 			a.Log.Warn("not removing a node", "partition", g.ID(), "node", s.ID, "err", err)
 			return false
 		}
@@ -323,7 +326,7 @@ func (a *Autopilot) removeDead(ctx context.Context, g *partition.Group, c partit
 		if !failed || now.Sub(failedSince) < a.DeadNodeTimeout {
 			continue
 		}
-		live := NewLiveness(ctx, v.members, a.Healthy).Live
+		live := NewLiveness(ctx, v.members, a.Reachable).Live
 		if liveVoters(c, live, s.ID) < minAutoVoters {
 			continue
 		}

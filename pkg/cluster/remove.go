@@ -22,8 +22,9 @@ type Remover struct {
 	Members *membership.Membership
 	// Poll is how often the configurations are looked at while waiting.
 	Poll time.Duration
-	// Healthy asks a node whether it is up; nil trusts gossip alone.
-	Healthy func(ctx context.Context, m membership.Member) bool
+	// Live asks a node whether it is up (answers on the internal port);
+	// nil trusts gossip alone.
+	Live func(ctx context.Context, m membership.Member) bool
 
 	mu sync.Mutex
 	// removing counts the removals under way per node: two requests for
@@ -41,7 +42,7 @@ func (r *Remover) Remove(ctx context.Context, id string) error {
 	for _, m := range r.Members.Members() {
 		members[m.ID] = m
 	}
-	live := NewLiveness(ctx, members, r.Healthy).Live
+	live := NewLiveness(ctx, members, r.Live).Live
 	known := false
 	for _, g := range r.Parts.Groups() {
 		c, err := g.Configuration()

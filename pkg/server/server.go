@@ -437,7 +437,7 @@ func New(cfg Config) (_ *Server, err error) {
 		DeadNodeTimeout: cfg.DeadNodeTimeout,
 		SelfRemoved:     func(p int, index uint64) { s.onRemoved(nodeID, p, index) },
 	}
-	s.remover = &cluster.Remover{Parts: s.parts, Members: s.members, Healthy: s.peerReady}
+	s.remover = &cluster.Remover{Parts: s.parts, Members: s.members, Live: s.peerReachable}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
