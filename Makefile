@@ -22,6 +22,7 @@ run: build
 CHAOS_SUITE := ./internal/chaos/suite
 test: vet fmt-check
 	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v '/internal/chaos/suite$$')
+	$(GO) test -count=1 -run '^TestSearchDecidesARealHistoryWithManyUnknowns$$' ./internal/chaos/check
 	cd $(PEERS) && $(GO) test -race ./...
 	$(GO) test -race -timeout 10m $(CHAOS_SUITE)
 

@@ -391,13 +391,16 @@ func TestSearchSetsAsideUnknownReleases(t *testing.T) {
 // it in 2 minutes, and given longer it ran out of memory (22 GB); with the
 // unknown releases set aside it is decided at once.
 func TestSearchDecidesARealHistoryWithManyUnknowns(t *testing.T) {
+	if raceBuild {
+		// 37 s alone under -race, minutes beside the rest of make test;
+		// make test runs it without the race detector (about 2 s).
+		t.Skip("porcupine's search is too slow under the race detector; make test runs this test without -race")
+	}
 	h, err := chaos.ReadFile("testdata/hot-lock-many-unknown.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Decided in about 2 s alone; the bound is for a race build sharing
-	// two cores with the rest of make test (30 s was seen to run out).
-	r := Linearizable(h, Options{Timeout: 2 * time.Minute, LeaseSlack: 10 * time.Millisecond})
+	r := Linearizable(h, Options{Timeout: 30 * time.Second, LeaseSlack: 10 * time.Millisecond})
 	if r.Ok != 1 || !r.Passed() {
 		t.Fatalf("ok %d, illegal %d, unknown %d after %v: %s", r.Ok, r.Illegal, r.Unknown, r.Duration, Format(r.Anomalies))
 	}
