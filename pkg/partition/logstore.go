@@ -151,6 +151,17 @@ func (c *closedStore) enter() durableStore {
 	return c.store
 }
 
+// IsMonotonic passes on raft-wal's raft.MonotonicLogStore: its log must
+// stay contiguous, so after installing a leader's snapshot Raft has to
+// empty it rather than keep a trailing part. Without it a follower whose
+// log ended below the snapshot kept that part, could not append the
+// entries after the snapshot ("non-monotonic log entries") and never
+// caught up.
+func (c *closedStore) IsMonotonic() bool {
+	m, ok := c.store.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 func (c *closedStore) FirstIndex() (uint64, error) {
 	defer c.mu.RUnlock()
 	return c.enter().FirstIndex()
