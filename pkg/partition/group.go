@@ -29,7 +29,7 @@ type Group struct {
 	store   durableStore
 	logs    raft.LogStore
 	snaps   raft.SnapshotStore
-	trans   *raft.NetworkTransport
+	trans   *voteRelay
 	layer   *transport.Layer
 	prop    *proposer
 	// propReady is prop for the FSM goroutine, which may run before prop
@@ -107,7 +107,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		return nil, fmt.Errorf("partition %d: %w", id, err)
 	}
 	cleanup = append(cleanup, g.layer)
-	g.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	g.trans = newVoteRelay(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  g.layer,
 		MaxPool: 3,
 		// 1 turns off pipelined replication. In hashicorp/raft v1.7.3 a
@@ -121,7 +121,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		MaxRPCsInFlight: 1,
 		Timeout:         10 * time.Second,
 		Logger:          hlog.Named("transport"),
-	})
+	}), raft.ServerID(cfg.NodeID))
 	cleanup = append(cleanup, g.trans)
 
 	rc := raft.DefaultConfig()
@@ -150,6 +150,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: start raft: %w", id, err)
 	}
+	g.trans.watch(func() raft.Configuration { return g.raft.GetConfiguration().Configuration() })
 	g.verify = &verifier{raft: g.raft, self: cfg.NodeID, timeout: cfg.ApplyTimeout}
 	g.prop = newProposer(g.raft, g.term, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout, cfg.BatchLinger)
 	g.propReady.Store(g.prop)
