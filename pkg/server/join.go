@@ -180,11 +180,13 @@ func (s *Server) onRemoved(by string, p int, index uint64) {
 // process stays up until it is stopped, so nothing restarts it by surprise.
 func (s *Server) stopRemoved(by string, p int) {
 	s.log.Warn("this node was removed from the cluster; it stops serving", "told_by", by, "partition", p)
-	s.removed.Store(true)
 	s.router.Stop()
+	// Recorded before /readyz says so: a node that said it was removed
+	// and then crashed must refuse to start again.
 	if err := s.data.markRemoved(by); err != nil {
 		s.log.Error("could not record the removal in the data directory", "err", err)
 	}
+	s.removed.Store(true)
 	if s.stop != nil {
 		s.stop()
 	}

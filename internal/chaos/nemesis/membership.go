@@ -129,14 +129,38 @@ type changer struct {
 	now    func() time.Duration
 	log    *slog.Logger
 	shrink bool // heading for Min rather than Max
-	// pending is a member whose removal answered anything but 200 or
-	// 404: it is removed again before any other change. dead says it was
-	// killed (a replaced node). -1: none.
-	pending     int
-	pendingDead bool
-	// unsure is set once a removal of the pending node may still be
-	// under way: an answer of 503 or none, or the dead-node timeout.
+	// pending are the members whose removal is under way or unfinished
+	// (an answer other than 200 or 404): they are removed, in order,
+	// before any other change.
+	pending []*removal
+}
+
+// removal is a member to remove.
+type removal struct {
+	node int
+	// dead: it was killed (a replaced node, or a new node that never
+	// joined) and is never started again.
+	dead bool
+	// unsure is set once a removal of the node may still be under way:
+	// an answer of 503 or none, or the dead-node timeout.
 	unsure bool
+}
+
+// owe adds r to the pending removals, unless its node is there already;
+// it returns the pending entry.
+func (m *changer) owe(r removal) *removal {
+	for _, p := range m.pending {
+		if p.node == r.node {
+			return p
+		}
+	}
+	m.pending = append(m.pending, &r)
+	return &r
+}
+
+// settled takes node off the pending removals.
+func (m *changer) settled(node int) {
+	m.pending = slices.DeleteFunc(m.pending, func(p *removal) bool { return p.node == node })
 }
 
 // run makes changes until ctx ends, pausing quiet to 3 × quiet between
@@ -162,17 +186,19 @@ func (m *changer) run(ctx context.Context, quiet time.Duration) []Fault {
 		}
 	}
 	deadline := time.Now().Add(settleTimeout)
-	for m.pending >= 0 && time.Now().Before(deadline) {
+	for len(m.pending) > 0 && time.Now().Before(deadline) {
+		n := len(m.pending)
 		f := m.change(Remove)
 		f.Detail += " (after the faults stopped)"
 		faults = append(faults, f)
-		if m.pending >= 0 {
+		if len(m.pending) >= n {
 			time.Sleep(2 * time.Second)
 		}
 	}
-	if m.pending >= 0 {
-		faults = append(faults, Fault{Kind: Remove, Start: m.now(), Healed: m.now(), Detail: m.c.ID(m.pending),
-			Outcome: "unfinished", Anomaly: fmt.Sprintf("the removal of %s did not finish within %v after the faults stopped", m.c.ID(m.pending), settleTimeout)})
+	for _, p := range m.pending {
+		id := m.c.ID(p.node)
+		faults = append(faults, Fault{Kind: Remove, Start: m.now(), Healed: m.now(), Detail: id,
+			Outcome: "unfinished", Anomaly: fmt.Sprintf("the removal of %s did not finish within %v after the faults stopped", id, settleTimeout)})
 	}
 	return faults
 }
@@ -181,10 +207,18 @@ func (m *changer) run(ctx context.Context, quiet time.Duration) []Fault {
 // third of the time a replacement, otherwise a step towards Max while
 // growing and towards Min while shrinking.
 func (m *changer) next() (Kind, bool) {
-	if m.pending >= 0 {
+	n := len(m.c.Members())
+	if len(m.pending) > 0 {
+		// A removal that would leave fewer than Min voters (a replaced
+		// node whose replacement never joined) waits for a join.
+		if left, ok := m.votersLeft(m.pending[0].node); ok && left < m.lim.Min {
+			if slices.Contains(m.kinds, Join) && n < m.lim.Max+1 {
+				return Join, true
+			}
+			return "", false
+		}
 		return Remove, true
 	}
-	n := len(m.c.Members())
 	can := func(k Kind) bool {
 		if !slices.Contains(m.kinds, k) {
 			return false
@@ -271,6 +305,14 @@ func (m *changer) addNode(f *Fault) (i int, took time.Duration, ok bool) {
 		f.Detail = m.c.ID(i)
 		f.Outcome = "never joined"
 		f.Anomaly = fmt.Sprintf("new node %s was not a ready voter of every partition within %v: %s", m.c.ID(i), m.lim.JoinTimeout, why)
+		// Out of the way, and out of the cluster's configurations it may
+		// be in as a non-voter; the run goes on so that the other checks
+		// still judge it.
+		m.in.hold(Join, i)
+		if err := m.c.Kill(i); err != nil {
+			f.Err = fmt.Errorf("kill %s: %w", m.c.ID(i), err)
+		}
+		m.owe(removal{node: i, dead: true, unsure: true})
 		return i, 0, false
 	}
 	return i, time.Since(start), true
@@ -310,24 +352,30 @@ func (m *changer) waitJoined(i int) (string, bool) {
 	return why, false
 }
 
-// remove removes a member, never below Min voters: the pending one if a
-// removal is unfinished, else a random one no other fault holds.
+// remove removes a member, never below Min voters: the first pending
+// one if a removal is unfinished, else a random one no other fault holds.
 func (m *changer) remove(f *Fault) {
-	victim, dead := m.pending, m.pendingDead
-	if victim < 0 {
-		dead, m.unsure = false, false
-		free := m.in.free()
-		if len(free) == 0 || len(m.c.Members()) <= m.lim.Min {
-			f.Outcome, f.Detail = "skipped", "no member free to remove"
-			return
-		}
-		victim = free[m.rng.Intn(len(free))]
-		if len(m.in.claim(Remove, victim)) == 0 {
-			f.Outcome, f.Detail = "skipped", fmt.Sprintf("%s was taken by another fault", m.c.ID(victim))
-			return
-		}
+	if len(m.pending) > 0 {
+		m.removeNode(f, m.pending[0].node, false)
+		return
 	}
-	m.removeNode(f, victim, dead, false)
+	free := m.in.free()
+	if len(free) == 0 || len(m.c.Members()) <= m.lim.Min {
+		f.Outcome, f.Detail = "skipped", "no member free to remove"
+		return
+	}
+	victim := free[m.rng.Intn(len(free))]
+	if len(m.in.claim(Remove, victim)) == 0 {
+		f.Outcome, f.Detail = "skipped", fmt.Sprintf("%s was taken by another fault", m.c.ID(victim))
+		return
+	}
+	if left, ok := m.votersLeft(victim); !ok || left < m.lim.Min {
+		m.in.release(victim)
+		f.Outcome, f.Detail = "skipped", fmt.Sprintf("without %s, %d voters would be left (ok %v)", m.c.ID(victim), left, ok)
+		return
+	}
+	m.owe(removal{node: victim})
+	m.removeNode(f, victim, false)
 }
 
 // replace kills a member, wipes its data, adds a new node and removes
@@ -348,30 +396,31 @@ func (m *changer) replace(f *Fault) {
 		f.Err = fmt.Errorf("kill %s: %w", m.c.ID(victim), err)
 		return
 	}
-	if err := m.c.Wipe(victim); err != nil {
-		f.Err = fmt.Errorf("wipe %s: %w", m.c.ID(victim), err)
-		m.pending, m.pendingDead, m.unsure = victim, true, true
-		return
-	}
 	// From here the dead member must be removed, whatever happens; the
 	// cluster may do it by itself (the dead-node timeout).
-	m.pending, m.pendingDead, m.unsure = victim, true, true
+	m.owe(removal{node: victim, dead: true, unsure: true})
+	if err := m.c.Wipe(victim); err != nil {
+		f.Err = fmt.Errorf("wipe %s: %w", m.c.ID(victim), err)
+		return
+	}
 	i, took, ok := m.addNode(f)
 	if !ok {
 		f.Detail = fmt.Sprintf("%s → %s", m.c.ID(victim), f.Detail)
 		return
 	}
 	head := fmt.Sprintf("%s → %s (voter after %v), ", m.c.ID(victim), m.c.ID(i), took.Round(time.Millisecond))
-	m.removeNode(f, victim, true, m.c.DeadNodeTimeout() > 0 && m.rng.Intn(2) == 0)
+	m.removeNode(f, victim, m.c.DeadNodeTimeout() > 0 && m.rng.Intn(2) == 0)
 	f.Detail = head + f.Detail
 }
 
-// removeNode removes victim (held by this changer): by waiting for the
-// dead-node timeout when auto is set, else (or if that does not happen)
-// through the API. On anything but 200 or 404 the victim stays pending.
-func (m *changer) removeNode(f *Fault, victim int, dead, auto bool) {
+// removeNode removes victim, a pending removal held by this changer: by
+// waiting for the dead-node timeout when auto is set, else (or if that
+// does not happen) through the API. On anything but 200 or 404 the
+// victim stays pending.
+func (m *changer) removeNode(f *Fault, victim int, auto bool) {
 	id := m.c.ID(victim)
-	m.pending, m.pendingDead = victim, dead
+	r := m.owe(removal{node: victim})
+	dead := r.dead
 	if auto {
 		wait := m.c.DeadNodeTimeout() + goneTimeout
 		start := time.Now()
@@ -397,7 +446,7 @@ func (m *changer) removeNode(f *Fault, victim int, dead, auto bool) {
 	// other removal of the node can be under way: a live node, and no
 	// earlier request for it that may still run.
 	var before map[int]bool
-	sure := !dead && !m.unsure
+	sure := !dead && !r.unsure
 	if sure {
 		before = m.lacking(victim)
 	}
@@ -409,7 +458,7 @@ func (m *changer) removeNode(f *Fault, victim int, dead, auto bool) {
 	case err != nil:
 		f.Outcome = "no answer"
 		f.Detail += fmt.Sprintf(": no answer in %v (%v)", took, shorten(err.Error()))
-		m.unsure = true
+		r.unsure = true
 		return
 	case status == 200 || status == 404:
 		f.Outcome = fmt.Sprintf("removed (%d)", status)
@@ -425,7 +474,7 @@ func (m *changer) removeNode(f *Fault, victim int, dead, auto bool) {
 		f.Outcome = fmt.Sprintf("refused (%d)", status)
 		f.Detail += fmt.Sprintf(": %d in %v: %s", status, took, shorten(msg))
 		if status != 409 {
-			m.unsure = true
+			r.unsure = true
 		} else if sure {
 			for p := range m.lacking(victim) {
 				if !before[p] {
@@ -438,11 +487,35 @@ func (m *changer) removeNode(f *Fault, victim int, dead, auto bool) {
 	}
 	if still := m.waitGone(victim, goneTimeout); still != "" {
 		f.Anomaly = fmt.Sprintf("remove-node %s answered %d, but %s", id, status, still)
-		m.pending = -1
+		m.settled(victim)
 		m.in.release(victim) // it stays a member: the others may strike it
 		return
 	}
 	m.retire(f, victim, !dead)
+}
+
+// votersLeft is the fewest voters a partition keeps without victim, as
+// the first other member that answers sees it; ok is false if none did.
+func (m *changer) votersLeft(victim int) (left int, ok bool) {
+	id := m.c.ID(victim)
+	for _, j := range m.c.Members() {
+		if j == victim {
+			continue
+		}
+		parts, err := m.c.Config(j)
+		if err != nil || len(parts) == 0 {
+			continue
+		}
+		left = -1
+		for _, c := range parts {
+			n := len(slices.DeleteFunc(slices.Clone(c.Voters), func(v string) bool { return v == id }))
+			if left < 0 || n < left {
+				left = n
+			}
+		}
+		return left, true
+	}
+	return 0, false
 }
 
 // lacking lists the partitions that some member other than victim that
@@ -512,7 +585,7 @@ func (m *changer) waitGone(victim int, timeout time.Duration) string {
 // which it must refuse.
 func (m *changer) retire(f *Fault, victim int, running bool) {
 	defer func() {
-		m.pending = -1
+		m.settled(victim)
 		m.in.release(victim)
 	}()
 	if running {

@@ -27,6 +27,8 @@ type fakeDynamic struct {
 	// deadNode, when set, removes a killed voter by itself once the
 	// voters left are at least three.
 	deadNode time.Duration
+	// stuck makes the next join never finish.
+	stuck bool
 
 	// What happened.
 	sizes      []int // members after each change
@@ -38,7 +40,7 @@ type fakeNode struct {
 	id                           string
 	voter, down, paused, removed bool
 	retired, wiped               bool
-	joining                      bool
+	joining, stuck               bool
 	// kills counts the node's crashes: the dead-node timeout runs from
 	// the last one.
 	kills int
@@ -101,7 +103,7 @@ func (f *fakeDynamic) Kill(i int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := f.nodes[i]
-	if n.retired || n.joining {
+	if n.retired || n.joining && !n.stuck {
 		f.violate("kill of %s (retired %v, joining %v)", n.id, n.retired, n.joining)
 	}
 	n.down = true
@@ -175,11 +177,12 @@ func (f *fakeDynamic) Join() (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, n := range f.nodes {
-		if n.joining {
+		if n.joining && !n.retired && !n.down {
 			f.violate("%s joins while %s still joins", fmt.Sprintf("n%d", len(f.nodes)+1), n.id)
 		}
 	}
-	n := &fakeNode{id: fmt.Sprintf("n%d", len(f.nodes)+1), joining: true}
+	n := &fakeNode{id: fmt.Sprintf("n%d", len(f.nodes)+1), joining: true, stuck: f.stuck}
+	f.stuck = false
 	f.nodes = append(f.nodes, n)
 	return len(f.nodes) - 1, nil
 }
@@ -224,7 +227,7 @@ func (f *fakeDynamic) RemoveNode(via int, id string, _ time.Duration) (int, stri
 		if n.removed {
 			return 404, "unknown node", nil
 		}
-		if f.voters()-1 < 3 {
+		if n.voter && f.voters()-1 < 3 {
 			f.violate("removal of %s would leave %d voters", id, f.voters()-1)
 		}
 		n.removed, n.voter = true, false
@@ -258,6 +261,8 @@ func (f *fakeDynamic) Ready(i int) (bool, string, error) {
 		return false, "", fmt.Errorf("down")
 	case n.removed:
 		return false, "this node was removed from the cluster", nil
+	case n.joining && n.stuck:
+		return false, "joining the cluster: not yet a voter of every partition", nil
 	case n.joining:
 		// Promoted on the first look.
 		n.joining, n.voter = false, true
@@ -357,5 +362,48 @@ func TestMembershipNeedsADynamicCluster(t *testing.T) {
 	}
 	if _, _, err := NewInjector(f, rand.New(rand.NewSource(1)), nil).Inject(Remove); err == nil {
 		t.Fatal("Inject(remove) did not say it runs on its own schedule")
+	}
+}
+
+// TestJoinThatNeverFinishes: a new node that never becomes a voter is an
+// anomaly; it is then killed and removed, and the run goes on.
+func TestJoinThatNeverFinishes(t *testing.T) {
+	f := newFakeDynamic(t, 3)
+	f.stuck = true
+	clock := time.Now()
+	s := Schedule{
+		Kinds: slices.Concat(Membership(), []Kind{KillOne, PauseOne}),
+		Quiet: 5 * time.Millisecond, MinHold: time.Millisecond, MaxHold: 5 * time.Millisecond,
+		Membership: MembershipLimits{JoinTimeout: 300 * time.Millisecond},
+		Now:        func() time.Duration { return time.Since(clock) },
+		Log:        slog.New(slog.DiscardHandler),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	faults := s.Run(ctx, f, rand.New(rand.NewSource(3)))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.violations) > 0 {
+		t.Fatalf("the nemeses broke their rules:\n%s", strings.Join(f.violations, "\n"))
+	}
+	var anomalies, joined int
+	for _, fl := range faults {
+		if fl.Err != nil {
+			t.Errorf("%s (%s): %v", fl.Kind, fl.Detail, fl.Err)
+		}
+		if fl.Anomaly != "" {
+			anomalies++
+		}
+		if fl.Outcome == "joined" {
+			joined++
+		}
+	}
+	if anomalies != 1 || joined == 0 {
+		t.Fatalf("%d anomalies and %d joins, want the one that never finished and later ones that did", anomalies, joined)
+	}
+	for _, n := range f.nodes {
+		if n.stuck && !n.retired {
+			t.Errorf("%s never joined and was not removed", n.id)
+		}
 	}
 }

@@ -22,6 +22,10 @@ import (
 // in-process cluster cannot pause a node).
 var ErrUnsupported = errors.New("fault not supported by this cluster")
 
+// ErrExited is returned by a Cluster asked to act on a member whose server
+// has exited by itself: a failure of the cluster, not of the harness.
+var ErrExited = errors.New("the server has exited by itself")
+
 // Cluster is what the nemeses act on. Node indexes run from 0 to Size()-1.
 type Cluster interface {
 	Size() int

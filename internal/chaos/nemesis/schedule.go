@@ -58,7 +58,7 @@ func (s Schedule) Run(ctx context.Context, c Cluster, rng *rand.Rand) []Fault {
 			// Its own random source, drawn first: the fault schedule's
 			// choices stay repeatable for a seed.
 			m := &changer{c: d, rng: rand.New(rand.NewSource(rng.Int63())), kinds: changes,
-				lim: s.Membership.withDefaults(len(d.Members())), now: s.Now, log: s.Log, pending: -1}
+				lim: s.Membership.withDefaults(len(d.Members())), now: s.Now, log: s.Log}
 			m.in = newInjector(c, m.rng, nil, g)
 			wg.Add(1)
 			go func() {

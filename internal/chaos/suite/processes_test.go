@@ -222,12 +222,29 @@ func (p *processes) setJoin(n *procNode) {
 	}
 }
 
-func (p *processes) Pause(i int) error {
-	return syscall.Kill(p.proc(i).Pid(), syscall.SIGSTOP)
+func (p *processes) Pause(i int) error { return p.signal(i, syscall.SIGSTOP) }
+
+func (p *processes) Resume(i int) error { return p.signal(i, syscall.SIGCONT) }
+
+// signal sends sig to node i's process, which must still run: a member
+// whose kahunad exited by itself is a failure of its own.
+func (p *processes) signal(i int, sig syscall.Signal) error {
+	proc := p.proc(i)
+	select {
+	case <-proc.Done():
+		return fmt.Errorf("%s: %w: %s", p.ID(i), nemesis.ErrExited, lastLine(proc.Output()))
+	default:
+	}
+	return syscall.Kill(proc.Pid(), sig)
 }
 
-func (p *processes) Resume(i int) error {
-	return syscall.Kill(p.proc(i).Pid(), syscall.SIGCONT)
+// lastLine is the last line of a process's output.
+func lastLine(out string) string {
+	out = strings.TrimSpace(out)
+	if k := strings.LastIndexByte(out, '\n'); k >= 0 {
+		out = out[k+1:]
+	}
+	return out
 }
 
 // Cut blocks the pairs of nodes cut says, mapped to their lab hosts; a
@@ -366,11 +383,7 @@ func (p *processes) StartRemoved(i int, timeout time.Duration) (bool, string, er
 	p.mu.Unlock()
 	select {
 	case <-proc.Done():
-		out := strings.TrimSpace(proc.Output())
-		if k := strings.LastIndexByte(out, '\n'); k >= 0 {
-			out = out[k+1:]
-		}
-		return true, out, nil
+		return true, lastLine(proc.Output()), nil
 	case <-time.After(timeout):
 		ok, reason, err := readyz(n.node.HTTPAddr)
 		proc.Kill()

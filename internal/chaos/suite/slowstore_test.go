@@ -20,6 +20,13 @@ func (s slowStore) pause() {
 	}
 }
 
+// IsMonotonic passes on the wrapped store's: Raft must know that a
+// raft-wal log has to stay contiguous.
+func (s slowStore) IsMonotonic() bool {
+	m, ok := s.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 func (s slowStore) StoreLog(l *raft.Log) error {
 	s.pause()
 	return s.LogStore.StoreLog(l)

@@ -9,6 +9,7 @@ package suite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand"
@@ -130,6 +131,11 @@ func Run(cfg Config, t Target) (Result, error) {
 	wg.Wait()
 	var changes []check.Anomaly
 	for _, f := range res.Faults {
+		if errors.Is(f.Err, nemesis.ErrExited) {
+			res.Anomalies = append(res.Anomalies, check.Anomaly{Checker: NameRecovery,
+				Message: fmt.Sprintf("%s at %v: %v", f.Kind, f.Start.Round(time.Millisecond), f.Err)})
+			continue
+		}
 		if f.Err != nil {
 			return res, fmt.Errorf("suite: %s (%s): %w", f.Kind, f.Detail, f.Err)
 		}
@@ -165,9 +171,13 @@ func Run(cfg Config, t Target) (Result, error) {
 	}
 	final.Healed = rec.Now()
 	if err := t.WaitReady(30 * time.Second); err != nil {
-		return res, fmt.Errorf("suite: after restarting every node: %w", err)
+		// A cluster that does not come back is a failure of its own; the
+		// history is judged all the same.
+		res.Anomalies = append(res.Anomalies, check.Anomaly{Checker: NameRecovery,
+			Message: fmt.Sprintf("not every node was ready within 30s after the restart of every node: %v", err)})
+	} else {
+		final.Recovered = rec.Now()
 	}
-	final.Recovered = rec.Now()
 	res.Faults = append(res.Faults, final)
 	readBack(cfg, rec)
 	all := rec.History()
