@@ -42,10 +42,25 @@ type Cluster interface {
 	RemoveNode(ctx context.Context, id string) error
 }
 
+// Observer counts requests (pkg/metrics). op is the request's name as
+// router.Op and the list endpoint spell it.
+type Observer interface {
+	Request(op string, outcome wire.Type, forwarded bool, took time.Duration)
+	// Refused is a request whose token may not touch its resource.
+	Refused(op string, took time.Duration)
+}
+
+// nopObserver counts nothing.
+type nopObserver struct{}
+
+func (nopObserver) Request(string, wire.Type, bool, time.Duration) {}
+func (nopObserver) Refused(string, time.Duration)                  {}
+
 // Handler serves the API.
 type Handler struct {
 	backend Backend
 	cluster Cluster
+	obs     Observer
 	log     *slog.Logger
 	mux     http.Handler
 	bufs    sync.Pool
@@ -65,6 +80,14 @@ type Config struct {
 	// and ends with the body: a server-wide http.Server.ReadTimeout would
 	// also cancel requests that wait for a lock longer than it.
 	BodyTimeout time.Duration
+	// Metrics serves GET /metrics; nil serves none.
+	Metrics http.Handler
+	// Observer is told of every lock and list request answered; nil
+	// tells no one.
+	Observer Observer
+	// UI serves the dashboard under /ui/, and / redirects there; nil
+	// serves none.
+	UI http.Handler
 }
 
 // New returns the API handler.
@@ -75,7 +98,10 @@ func New(backend Backend, cluster Cluster, cfg Config) *Handler {
 	if cfg.BodyTimeout == 0 {
 		cfg.BodyTimeout = 30 * time.Second
 	}
-	h := &Handler{backend: backend, cluster: cluster, log: cfg.Logger, bodyTimeout: cfg.BodyTimeout,
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	h := &Handler{backend: backend, cluster: cluster, obs: cfg.Observer, log: cfg.Logger, bodyTimeout: cfg.BodyTimeout,
 		jsonType: []string{"application/json"}}
 	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	r := chi.NewRouter()
@@ -101,6 +127,15 @@ func New(backend Backend, cluster Cluster, cfg Config) *Handler {
 	route(http.MethodGet, wire.PathList, h.list)
 	route(http.MethodGet, wire.PathClusterStatus, h.status)
 	route(http.MethodPost, wire.PathRemoveNode, h.removeNode)
+	route(http.MethodGet, wire.PathOpenAPI, h.openapi)
+	if cfg.Metrics != nil {
+		route(http.MethodGet, wire.PathMetrics, cfg.Metrics.ServeHTTP)
+	}
+	if cfg.UI != nil {
+		r.Handle(wire.PathUI+"*", http.StripPrefix(wire.PathUI[:len(wire.PathUI)-1], cfg.UI))
+		r.Get("/ui", http.RedirectHandler(wire.PathUI, http.StatusMovedPermanently).ServeHTTP)
+		r.Get("/", http.RedirectHandler(wire.PathUI, http.StatusFound).ServeHTTP)
+	}
 	// Load balancers often probe health with HEAD.
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		route(m, wire.PathLivez, h.livez)
@@ -169,33 +204,47 @@ func (h *Handler) fail(w http.ResponseWriter, status int, t wire.Type, msg strin
 
 // lockOp serves the five POST lock endpoints.
 func (h *Handler) lockOp(op router.Op) http.HandlerFunc {
+	name := op.String()
 	return func(w http.ResponseWriter, r *http.Request) {
-		var in wire.LockRequest
-		if e := h.readLockRequest(w, r, &in); e != nil {
-			h.fail(w, e.status, wire.InvalidInput, e.msg)
+		start := time.Now()
+		t, forwarded, refused := h.serveLockOp(op, w, r)
+		if refused {
+			h.obs.Refused(name, time.Since(start))
 			return
 		}
-		req, e := toRequest(op, &in)
-		if e != nil {
-			h.fail(w, e.status, wire.InvalidInput, e.msg)
-			return
-		}
-		if err := auth.CheckResource(r.Context(), req.Resource); err != nil {
-			auth.WriteError(w, err)
-			return
-		}
-		if op == router.ForceUnlock {
-			h.logAdmin(r, "force-unlock", "resource", req.Resource, "durability", req.Durability.String())
-		}
-		resp, err := h.backend.Execute(r.Context(), req)
-		if err != nil {
-			t, msg := h.errorType(err)
-			h.fail(w, http.StatusOK, t, msg)
-			return
-		}
-		out := reply(op, resp)
-		h.writeLock(w, http.StatusOK, &out)
+		h.obs.Request(name, t, forwarded, time.Since(start))
 	}
+}
+
+// serveLockOp answers one lock request and says how: the reply's type,
+// whether another node served it, or that its token was refused.
+func (h *Handler) serveLockOp(op router.Op, w http.ResponseWriter, r *http.Request) (t wire.Type, forwarded, refused bool) {
+	var in wire.LockRequest
+	if e := h.readLockRequest(w, r, &in); e != nil {
+		h.fail(w, e.status, wire.InvalidInput, e.msg)
+		return wire.InvalidInput, false, false
+	}
+	req, e := toRequest(op, &in)
+	if e != nil {
+		h.fail(w, e.status, wire.InvalidInput, e.msg)
+		return wire.InvalidInput, false, false
+	}
+	if err := auth.CheckResource(r.Context(), req.Resource); err != nil {
+		auth.WriteError(w, err)
+		return 0, false, true
+	}
+	if op == router.ForceUnlock {
+		h.logAdmin(r, "force-unlock", "resource", req.Resource, "durability", req.Durability.String())
+	}
+	resp, err := h.backend.Execute(r.Context(), req)
+	if err != nil {
+		t, msg := h.errorType(err)
+		h.fail(w, http.StatusOK, t, msg)
+		return t, false, false
+	}
+	out := reply(op, resp)
+	h.writeLock(w, http.StatusOK, &out)
+	return out.Type, resp.ServedFrom != h.backend.NodeID(), false
 }
 
 // errorType maps an execution error to a reply type and message.
@@ -269,17 +318,29 @@ func reply(op router.Op, resp router.Response) wire.LockResponse {
 
 // list serves GET /v1/locks.
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	t, refused := h.serveList(w, r)
+	if refused {
+		h.obs.Refused("list", time.Since(start))
+		return
+	}
+	h.obs.Request("list", t, false, time.Since(start))
+}
+
+// serveList answers one listing and says how: the reply's type, or that
+// its token was refused.
+func (h *Handler) serveList(w http.ResponseWriter, r *http.Request) (t wire.Type, refused bool) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		h.listFail(w, wire.InvalidInput, "query string is malformed: "+err.Error())
-		return
+		return wire.InvalidInput, false
 	}
 	limit := wire.DefaultListLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > wire.MaxListLimit {
 			h.listFail(w, wire.InvalidInput, fmt.Sprintf("limit must be an integer between 1 and %d, got %q", wire.MaxListLimit, s))
-			return
+			return wire.InvalidInput, false
 		}
 		limit = n
 	}
@@ -291,20 +352,20 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			h.listFail(w, wire.InvalidInput, fmt.Sprintf("durability must be 0 (ephemeral) or 1 (persistent), got %q", s))
-			return
+			return wire.InvalidInput, false
 		}
 	}
 	prefix := q.Get("prefix")
 	if len(prefix) > wire.MaxResourceBytes {
 		h.listFail(w, wire.InvalidInput, fmt.Sprintf("prefix is %d bytes; the limit is %d", len(prefix), wire.MaxResourceBytes))
-		return
+		return wire.InvalidInput, false
 	}
 	after := ""
 	if s := q.Get("cursor"); s != "" {
 		b, err := base64.RawURLEncoding.DecodeString(s)
 		if err != nil || len(b) == 0 || len(b) > wire.MaxResourceBytes {
 			h.listFail(w, wire.InvalidInput, "cursor is not one this server handed out")
-			return
+			return wire.InvalidInput, false
 		}
 		after = string(b)
 	}
@@ -316,7 +377,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		narrowed, ok := id.ListPrefixes(prefix)
 		if !ok {
 			auth.WriteError(w, fmt.Errorf("%w: token %q may not list locks under %q", auth.ErrForbidden, id.Name, prefix))
-			return
+			return 0, true
 		}
 		if len(narrowed) == 1 {
 			prefix = narrowed[0]
@@ -328,7 +389,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		t, msg := h.errorType(err)
 		h.listFail(w, t, msg)
-		return
+		return t, false
 	}
 	out := wire.ListResponse{Type: wire.Got, ServedFrom: h.backend.NodeID(), Locks: make([]wire.LockInfo, 0, len(entries))}
 	for _, e := range entries {
@@ -349,6 +410,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(entries[len(entries)-1].Resource))
 	}
 	h.writeJSON(w, http.StatusOK, out)
+	return wire.Got, false
 }
 
 func (h *Handler) listFail(w http.ResponseWriter, t wire.Type, msg string) {

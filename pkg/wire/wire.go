@@ -83,6 +83,9 @@ const (
 	PathRemoveNode    = "/v1/cluster/remove-node"
 	PathLivez         = "/livez"
 	PathReadyz        = "/readyz"
+	PathOpenAPI       = "/v1/openapi.json"
+	PathMetrics       = "/metrics"
+	PathUI            = "/ui/"
 )
 
 // Input limits of the contract.
