@@ -108,6 +108,9 @@ type Config struct {
 	// the one before it (and never more than half that one's time in
 	// Raft). Zero means 2 ms; negative turns the wait off.
 	BatchLinger time.Duration
+	// OnBatch, if set, is told the size of every batch a leader proposes
+	// (metrics); it runs on the proposer's loop and must be quick.
+	OnBatch func(commands int)
 
 	// Tick is how often a leader reclaims expired locks and records its
 	// time in the log.

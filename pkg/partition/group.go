@@ -153,6 +153,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 	g.trans.watch(func() raft.Configuration { return g.raft.GetConfiguration().Configuration() })
 	g.verify = &verifier{raft: g.raft, self: cfg.NodeID, timeout: cfg.ApplyTimeout}
 	g.prop = newProposer(g.raft, g.term, cfg.MaxBatch, cfg.MaxInflight, cfg.ApplyTimeout, cfg.BatchLinger)
+	g.prop.onBatch = cfg.OnBatch
 	g.propReady.Store(g.prop)
 	g.observer = raft.NewObserver(g.observeCh, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)

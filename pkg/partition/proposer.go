@@ -25,6 +25,8 @@ type proposer struct {
 	timeout  time.Duration
 	// linger is the longest a batch is held back to fill (see gather).
 	linger time.Duration
+	// onBatch, if set, is told every batch's size.
+	onBatch func(int)
 
 	mu       sync.Mutex
 	queue    []*call
@@ -208,6 +210,9 @@ func (p *proposer) send(batch []*call) {
 	p.commands += uint64(len(batch))
 	p.flying[key] = fl
 	p.mu.Unlock()
+	if p.onBatch != nil {
+		p.onBatch(len(batch))
+	}
 	data := fsm.AppendBatch(nil, fsm.Batch{Now: now, Term: key.term, Seq: key.seq, Commands: cmds})
 	f := p.raft.Apply(data, p.timeout)
 	go func() {

@@ -144,7 +144,9 @@ type Status struct {
 	Voters       []string
 	NonVoters    []string
 	Locks        int
-	Ephemeral    int
+	// Ephemeral and Waiters are known on the partition's leader only.
+	Ephemeral int
+	Waiters   int
 	// Batches and Commands count what this node proposed while leading;
 	// Commands/Batches is the average group-commit size.
 	Batches  uint64
@@ -169,6 +171,7 @@ func (g *Group) Status() Status {
 	if t := g.term(); t != nil {
 		st.Serving = true
 		st.Ephemeral = t.ephemeral.len()
+		st.Waiters = t.waiters.Total()
 	}
 	if c, err := g.Configuration(); err == nil {
 		st.Voters, st.NonVoters = c.Voters(), c.NonVoters()

@@ -25,6 +25,7 @@ import (
 	"github.com/kahuna-go/kahuna/pkg/cluster"
 	"github.com/kahuna-go/kahuna/pkg/forward"
 	"github.com/kahuna-go/kahuna/pkg/membership"
+	"github.com/kahuna-go/kahuna/pkg/metrics"
 	"github.com/kahuna-go/kahuna/pkg/partition"
 	"github.com/kahuna-go/kahuna/pkg/router"
 	"github.com/kahuna-go/kahuna/pkg/tlsconfig"
@@ -129,6 +130,7 @@ type Server struct {
 	raftLn  net.Listener
 	mux     *transport.Mux
 	parts   *partition.Set
+	metrics *metrics.Metrics
 	members *membership.Membership
 	remover *cluster.Remover
 	auth    *auth.Store
@@ -352,6 +354,7 @@ func New(cfg Config) (_ *Server, err error) {
 		}
 	}
 
+	s.metrics = metrics.New(partitionStats{s})
 	s.parts, err = partition.Open(partition.Config{
 		NodeID:      nodeID,
 		Dir:         s.data.partitionsDir(),
@@ -367,6 +370,7 @@ func New(cfg Config) (_ *Server, err error) {
 
 		ForceNewCluster: cfg.ForceNewCluster,
 		WrapLogStore:    cfg.WrapLogStore,
+		OnBatch:         s.metrics.Batch,
 	})
 	if err != nil {
 		return nil, err
@@ -464,7 +468,8 @@ func New(cfg Config) (_ *Server, err error) {
 	base, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.http = &http.Server{
-		Handler:           api.New(s.router, s, api.Config{Logger: s.log.With("component", "api"), BodyTimeout: cfg.BodyTimeout, Auth: s.auth}),
+		Handler: api.New(s.router, s, api.Config{Logger: s.log.With("component", "api"), BodyTimeout: cfg.BodyTimeout, Auth: s.auth,
+			Metrics: s.metrics.Handler(), Observer: s.metrics}),
 		ReadHeaderTimeout: APIReadHeaderTimeout,
 		// No ReadTimeout: the API bounds body reads per request, because
 		// this one would also cancel requests waiting for a lock.
@@ -759,4 +764,20 @@ func (s *Server) handOffLeadership() {
 		}()
 	}
 	wg.Wait()
+}
+
+// partitionStats reads the partitions for a metrics scrape.
+type partitionStats struct{ s *Server }
+
+func (p partitionStats) PartitionStats() []metrics.PartitionStats {
+	groups := p.s.parts.Groups()
+	out := make([]metrics.PartitionStats, 0, len(groups))
+	for _, g := range groups {
+		st := g.Status()
+		out = append(out, metrics.PartitionStats{
+			ID: st.ID, Leader: st.Serving, Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex,
+			PersistentLocks: st.Locks, EphemeralLocks: st.Ephemeral, Waiters: st.Waiters,
+		})
+	}
+	return out
 }

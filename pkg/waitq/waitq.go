@@ -39,6 +39,17 @@ func (q *Queue) Len(key string) int {
 	return len(q.lines[key])
 }
 
+// Total is the number of waiters in every line.
+func (q *Queue) Total() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, line := range q.lines {
+		n += len(line)
+	}
+	return n
+}
+
 // Wake signals the head of key's line, if any. Signals do not pile up: a
 // head that has not yet consumed one is not signalled twice.
 func (q *Queue) Wake(key string) {
