@@ -163,6 +163,9 @@ func TestMetricsFollowTheCluster(t *testing.T) {
 	if b := delta(lb, la, "kahuna_batch_commands", nil); b < 1 {
 		t.Errorf("batches observed on the leader: %v, want at least 1", b)
 	}
+	if w := delta(lb, la, "kahuna_raft_log_write_seconds", nil); w < 1 {
+		t.Errorf("Raft log writes observed on the leader: %v, want at least 1", w)
+	}
 	if cmds := histogramSum(la, "kahuna_batch_commands") - histogramSum(lb, "kahuna_batch_commands"); cmds < n+1 {
 		t.Errorf("commands in the leader's batches: %v, want at least %d", cmds, n+1)
 	}

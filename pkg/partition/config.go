@@ -111,6 +111,9 @@ type Config struct {
 	// OnBatch, if set, is told the size of every batch a leader proposes
 	// (metrics); it runs on the proposer's loop and must be quick.
 	OnBatch func(commands int)
+	// OnLogWrite, if set, is told how long each write to a partition's
+	// Raft log took, its sync included (metrics); it must be quick.
+	OnLogWrite func(time.Duration)
 
 	// Tick is how often a leader reclaims expired locks and records its
 	// time in the log.

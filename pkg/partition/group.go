@@ -90,6 +90,9 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		return nil, fmt.Errorf("partition %d: %w", id, err)
 	}
 	cleanup = append(cleanup, g.store)
+	if c, ok := g.store.(*closedStore); ok {
+		c.onWrite = cfg.OnLogWrite
+	}
 	var durable raft.LogStore = g.store
 	if cfg.WrapLogStore != nil {
 		durable = cfg.WrapLogStore(id, durable)

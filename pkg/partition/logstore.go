@@ -136,6 +136,9 @@ type closedStore struct {
 	mu     sync.RWMutex
 	closed bool
 	store  durableStore
+	// onWrite, set before Raft starts, is told how long each write of
+	// entries took, sync included (Config.OnLogWrite).
+	onWrite func(time.Duration)
 }
 
 func guard(s durableStore) *closedStore { return &closedStore{store: s} }
@@ -179,12 +182,23 @@ func (c *closedStore) GetLog(index uint64, log *raft.Log) error {
 
 func (c *closedStore) StoreLog(log *raft.Log) error {
 	defer c.mu.RUnlock()
-	return c.enter().StoreLog(log)
+	s := c.enter()
+	defer c.timed(time.Now())
+	return s.StoreLog(log)
 }
 
 func (c *closedStore) StoreLogs(logs []*raft.Log) error {
 	defer c.mu.RUnlock()
-	return c.enter().StoreLogs(logs)
+	s := c.enter()
+	defer c.timed(time.Now())
+	return s.StoreLogs(logs)
+}
+
+// timed tells onWrite how long a write that began at start took.
+func (c *closedStore) timed(start time.Time) {
+	if c.onWrite != nil {
+		c.onWrite(time.Since(start))
+	}
 }
 
 func (c *closedStore) DeleteRange(min, max uint64) error {

@@ -30,6 +30,7 @@ import (
 	"github.com/kahuna-go/kahuna/pkg/router"
 	"github.com/kahuna-go/kahuna/pkg/tlsconfig"
 	"github.com/kahuna-go/kahuna/pkg/transport"
+	"github.com/kahuna-go/kahuna/pkg/ui"
 	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
@@ -371,6 +372,7 @@ func New(cfg Config) (_ *Server, err error) {
 		ForceNewCluster: cfg.ForceNewCluster,
 		WrapLogStore:    cfg.WrapLogStore,
 		OnBatch:         s.metrics.Batch,
+		OnLogWrite:      s.metrics.LogWrite,
 	})
 	if err != nil {
 		return nil, err
@@ -469,7 +471,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.cancel = cancel
 	s.http = &http.Server{
 		Handler: api.New(s.router, s, api.Config{Logger: s.log.With("component", "api"), BodyTimeout: cfg.BodyTimeout, Auth: s.auth,
-			Metrics: s.metrics.Handler(), Observer: s.metrics}),
+			Metrics: s.metrics.Handler(), Observer: s.metrics, UI: ui.Handler()}),
 		ReadHeaderTimeout: APIReadHeaderTimeout,
 		// No ReadTimeout: the API bounds body reads per request, because
 		// this one would also cancel requests waiting for a lock.
