@@ -41,8 +41,14 @@ func findBrowser(t *testing.T) string {
 			return p
 		}
 	}
-	t.Skipf("SKIP: no Chromium found (looked for %s on PATH): apt-get install chromium to run the dashboard's browser test",
+	msg := fmt.Sprintf("no Chromium found (looked for %s on PATH): apt-get install chromium to run the dashboard's browser test",
 		strings.Join(browsers, ", "))
+	// go test shows a skip only with -v; where a browser is expected,
+	// KAHUNA_REQUIRE_BROWSER=1 makes its absence a failure.
+	if os.Getenv("KAHUNA_REQUIRE_BROWSER") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip("SKIP: " + msg)
 	return ""
 }
 
@@ -294,7 +300,7 @@ func (d *dash) forceUnlock(resource string, accept bool, wantOutcome string) {
 		d.t.Fatal(err)
 	}
 	sel := fmt.Sprintf(`#locks button[data-action="force-unlock"][data-resource=%s]`, jsString(resource))
-	d.do("click force-unlock of "+resource, 20*time.Second, chromedp.Click(chromedp.CSS(sel)))
+	d.click("force-unlock of "+resource, sel)
 	select {
 	case msg := <-d.dialogs:
 		if !strings.Contains(msg, resource) {
@@ -303,8 +309,41 @@ func (d *dash) forceUnlock(resource string, accept bool, wantOutcome string) {
 	case <-time.After(10 * time.Second):
 		d.t.Fatalf("force-unlock of %s asked for no confirmation", resource)
 	}
-	d.waitJS("the page shows the force-unlock outcome "+wantOutcome, 15*time.Second,
-		dataJS("action-result", "outcome")+" === "+jsString(wantOutcome)+" && "+visibleJS("action-result"))
+	wants := []string{wantOutcome}
+	if wantOutcome == "Unlocked" {
+		// The page retries MustRetry; when a leader change hid the first
+		// attempt's outcome, the retry finds the lock gone. The API check
+		// after this is what counts.
+		wants = append(wants, "LockDoesNotExist")
+	}
+	wantsJSON, _ := json.Marshal(wants)
+	d.waitJS(fmt.Sprintf("the page shows the force-unlock outcome %v", wants), 25*time.Second,
+		fmt.Sprintf(`%s.includes(%s) && %s`, wantsJSON, dataJS("action-result", "outcome"), visibleJS("action-result")))
+	if got, _ := eval[string](d, dataJS("action-result", "outcome")); got != wantOutcome {
+		d.t.Logf("force-unlock of %s showed %s: %s", resource, got, d.text())
+	}
+}
+
+// click clicks the element sel finds with the mouse. The page redraws
+// rows every 2 s when what they show changes, and a row redrawn between
+// finding the button and clicking it fails the click before any mouse
+// event: that is retried. Once a dialog opened, the click landed.
+func (d *dash) click(what, sel string) {
+	d.t.Helper()
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt == 3 || len(d.dialogs) > 0 || d.ctx.Err() != nil {
+			d.t.Fatalf("click %s: %v\npage says:\n%s", what, err, d.text())
+		}
+		draws, _ := eval[string](d, `document.getElementById('locks').dataset.draws`)
+		d.t.Logf("click %s: %v (lock rows drawn %s times); again", what, err, draws)
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // getInfo asks the API about a persistent lock.
@@ -315,20 +354,37 @@ func getInfo(t *testing.T, c *testutil.Client, resource string) testutil.Reply {
 
 func getInfoD(t *testing.T, c *testutil.Client, resource string, durability int) testutil.Reply {
 	t.Helper()
-	r, err := c.GetInfo(testcluster.Ctx(t), testutil.LockRequest{Resource: resource, Durability: durability})
-	if err != nil {
-		t.Fatalf("get-info %s: %v", resource, err)
-	}
-	return r
+	return retry(t, "get-info "+resource, func() (testutil.Reply, error) {
+		return c.GetInfo(testcluster.Ctx(t), testutil.LockRequest{Resource: resource, Durability: durability})
+	})
 }
 
 func lock(t *testing.T, c *testutil.Client, resource, owner string, durability int) testutil.Reply {
 	t.Helper()
-	r, err := c.TryLock(testcluster.Ctx(t), testutil.LockRequest{Resource: resource, Owner: owner, ExpiresMs: 600_000, Durability: durability})
-	if err != nil || r.Type != testutil.Locked {
-		t.Fatalf("try-lock %s: %v %v", resource, r, err)
+	r := retry(t, "try-lock "+resource, func() (testutil.Reply, error) {
+		return c.TryLock(testcluster.Ctx(t), testutil.LockRequest{Resource: resource, Owner: owner, ExpiresMs: 600_000, Durability: durability})
+	})
+	if r.Type != testutil.Locked {
+		t.Fatalf("try-lock %s: %v", resource, r)
 	}
 	return r
+}
+
+// retry repeats a request that answered MustRetry, as the contract tells
+// clients to: a loaded test machine sees leader changes.
+func retry(t *testing.T, what string, do func() (testutil.Reply, error)) testutil.Reply {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := do()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if r.Type != testutil.MustRetry || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestDashboardBrowser drives the dashboard in headless Chromium against a
@@ -340,7 +396,6 @@ func TestDashboardBrowser(t *testing.T) {
 	c := testcluster.Start(t, testcluster.Options{Nodes: 3})
 	api := c.Node(1).Client() // locks go in through another node than the page's
 	alpha := lock(t, api, "ui-test/alpha", "worker-1", testutil.Persistent)
-	lock(t, api, "ui-test/session-1", "web-7", testutil.Ephemeral)
 	lock(t, api, "orders/2026-12-04/batch-17", "billing-worker-3", testutil.Persistent)
 	lock(t, api, "deploy/prod", "ci-runner-12", testutil.Persistent)
 	var pageLocks []string
@@ -382,6 +437,9 @@ func TestDashboardBrowser(t *testing.T) {
 	if len(cells) < 4 || cells[1] != "worker-1" || cells[2] != fmt.Sprint(alpha.Token()) || !strings.HasPrefix(cells[3], "in ") {
 		t.Errorf("lock row %q, want owner worker-1, fencing token %d and an expiry", cells, alpha.Token())
 	}
+	// Taken only now: Chromium's start on a small machine can cost a
+	// partition its leader, and an ephemeral lock with it.
+	lock(t, api, "ui-test/session-1", "web-7", testutil.Ephemeral)
 	d.do("switch to ephemeral", 10*time.Second, chromedp.Click(chromedp.ID("durability-ephemeral")))
 	d.eventually("the ephemeral switch lists the ephemeral lock", 20*time.Second, func() (bool, string) {
 		got, desc := d.strings(rowsJS("locks", "resource"))

@@ -7,6 +7,8 @@
 const REFRESH_MS = 2000;
 // How long the outcome of a force-unlock stays on screen.
 const RESULT_MS = 30000;
+// How long a force-unlock retries MustRetry (each try may be held ~3 s).
+const FORCE_RETRY_MS = 10000;
 // A request to a partition without a leader is held ~3 s before it answers
 // MustRetry; wait a little longer than that before calling the node dead.
 const TIMEOUT_MS = 8000;
@@ -290,11 +292,11 @@ function renderCluster(st) {
 
   const nodes = [...(st.nodes || [])].sort((a, b) => a.id.localeCompare(b.id));
   $("node-count").textContent = `(${nodes.length})`;
-  $("nodes").tBodies[0].replaceChildren(...nodes.map((n) => nodeRow(n, me)));
+  renderRows($("nodes"), nodes, (n) => nodeRow(n, me), me);
 
   const parts = [...(st.partitions || [])].sort((a, b) => a.id - b.id);
   $("partition-count").textContent = `(${parts.length})`;
-  $("partitions").tBodies[0].replaceChildren(...parts.map((p) => partitionRow(p, me)));
+  renderRows($("partitions"), parts, (p) => partitionRow(p, me), me);
 
   const leaderless = parts.filter((p) => !p.leader).map((p) => p.id);
   const banner = $("leaderless-banner");
@@ -308,6 +310,20 @@ function renderCluster(st) {
     showBanner(banner, `${which} locks cannot be taken or released until an election ` +
       "succeeds (requests are held ~3 s, then answer MustRetry).");
   }
+}
+
+// renderRows redraws a table's body only when what it shows changed, so
+// that an unchanged table keeps the operator's text selection and focus
+// across refreshes (and a button does not move under a click).
+const drawn = new WeakMap(); // table → the key of what its rows show
+
+function renderRows(table, items, rowFn, extra) {
+  const key = JSON.stringify([items, extra]);
+  if (drawn.get(table) === key) return false;
+  drawn.set(table, key);
+  table.tBodies[0].replaceChildren(...items.map(rowFn));
+  table.dataset.draws = String(Number(table.dataset.draws || 0) + 1);
+  return true;
 }
 
 function nodeRow(n, me) {
@@ -380,8 +396,10 @@ function* zip(a, b) {
 }
 
 function clearCluster() {
-  $("nodes").tBodies[0].replaceChildren();
-  $("partitions").tBodies[0].replaceChildren();
+  for (const id of ["nodes", "partitions"]) {
+    $(id).tBodies[0].replaceChildren();
+    drawn.delete($(id));
+  }
   $("node-count").textContent = "";
   $("partition-count").textContent = "";
   $("leaderless-banner").hidden = true;
@@ -394,7 +412,16 @@ function renderLocks(reply) {
   const table = $("locks");
   table.classList.remove("stale");
   const locks = reply.locks || [];
-  table.tBodies[0].replaceChildren(...locks.map(lockRow));
+  // The remaining time changes at every refresh: it is updated in place,
+  // and only a change of the locks themselves redraws the rows.
+  const stable = locks.map(({ expiresInMs, ...rest }) => rest);
+  if (!renderRows(table, stable, (_, i) => lockRow(locks[i]), state.forceDenied)) {
+    const rows = table.tBodies[0].rows;
+    locks.forEach((l, i) => {
+      const t = rows[i] && rows[i].querySelector("[data-field=expires] time");
+      if (t) t.textContent = relative(l.expiresInMs);
+    });
+  }
   table.dataset.count = String(locks.length);
   table.dataset.page = String(state.cursors.length);
   $("locks-empty").hidden = locks.length > 0;
@@ -465,6 +492,7 @@ function showLocksError(text) {
 
 function clearLocks() {
   $("locks").tBodies[0].replaceChildren();
+  drawn.delete($("locks"));
   $("locks").dataset.count = "0";
   $("locks-empty").hidden = true;
   state.nextCursor = "";
@@ -500,14 +528,24 @@ async function forceUnlock(resource, durability) {
     showResult("", "cancelled", `Force-unlock of "${resource}" cancelled.`);
     return;
   }
+  showResult("", "pending", `Force-unlocking "${resource}"…`);
   let r;
-  try {
-    r = await api("/v1/locks/force-unlock", { method: "POST", body: { resource, durability } });
-  } catch (err) {
-    showResult("bad", "error", `Force-unlock of "${resource}" failed: ${failureText(err)}. ` +
-      "Whether it happened is unknown; the list will tell.");
-    refresh();
-    return;
+  let unknown = false; // an earlier attempt answered MustRetry
+  const deadline = Date.now() + FORCE_RETRY_MS;
+  for (;;) {
+    try {
+      r = await api("/v1/locks/force-unlock", { method: "POST", body: { resource, durability } });
+    } catch (err) {
+      showResult("bad", "error", `Force-unlock of "${resource}" failed: ${failureText(err)}. ` +
+        "Whether it happened is unknown; the list will tell.");
+      refresh();
+      return;
+    }
+    // MustRetry: no leader, or the outcome is unknown (leadership lost
+    // mid-commit). The contract makes a retry safe, as the CLI does.
+    if (!(r.body && r.body.type === 101) || Date.now() > deadline) break;
+    unknown = true;
+    await new Promise((done) => setTimeout(done, 300));
   }
   if (isAuthStatus(r)) {
     const text = authText(r, "force-unlock locks (it needs the admin role)");
@@ -515,6 +553,9 @@ async function forceUnlock(resource, durability) {
     showResult("bad", String(r.status), text);
   } else if (r.body && r.body.type === 3) {
     showResult("ok", "Unlocked", `Unlocked "${resource}" (${dname}), served by ${r.body.servedFrom}.`);
+  } else if (r.body && r.body.type === 102 && unknown) {
+    showResult("ok", "LockDoesNotExist", `"${resource}" is not locked now (LockDoesNotExist). A first ` +
+      "attempt's outcome was unknown (MustRetry): most likely that attempt released it.");
   } else if (r.body && r.body.type === 102) {
     showResult("warn", "LockDoesNotExist",
       `"${resource}" was not locked (LockDoesNotExist): it was released or expired already.`);
