@@ -41,7 +41,8 @@ func findBrowser(t *testing.T) string {
 			return p
 		}
 	}
-	msg := fmt.Sprintf("no Chromium found (looked for %s on PATH): apt-get install chromium to run the dashboard's browser test",
+	msg := fmt.Sprintf("no Chromium found (looked for %s on PATH): apt-get install chromium to run the dashboard's browser test"+
+		" (KAHUNA_REQUIRE_BROWSER=1 makes this a failure)",
 		strings.Join(browsers, ", "))
 	// go test shows a skip only with -v; where a browser is expected,
 	// KAHUNA_REQUIRE_BROWSER=1 makes its absence a failure.
