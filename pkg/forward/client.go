@@ -92,6 +92,19 @@ func (c *Client) Probe(ctx context.Context, addr string, part int) (Probe, error
 	return resp.probe, nil
 }
 
+// MemberOf asks the node at addr for the first partition whose
+// configuration lists node id; -1 if none does.
+func (c *Client) MemberOf(ctx context.Context, addr, id string) (int, error) {
+	resp, err := c.roundTrip(ctx, addr, &request{kind: kindMember, node: id}, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := resp.remoteError(); err != nil {
+		return -1, err
+	}
+	return resp.partition, nil
+}
+
 // RemoveNode asks the node at addr to remove node id from the cluster.
 func (c *Client) RemoveNode(ctx context.Context, addr, id string, wait time.Duration) error {
 	resp, err := c.roundTrip(ctx, addr, &request{kind: kindRemove, node: id}, wait)

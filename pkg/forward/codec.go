@@ -25,12 +25,14 @@ import (
 //	  kindCancel: nothing; the client gave up on request id (no response)
 //	  kindProbe:  uvarint partition+1 (0: none)
 //	  kindRemove: node
+//	  kindMember: node
 //	response: version, uvarint id, error code, [error message], servedFrom, then
 //	  kindLock: outcome, token, owner, acquiredAt, expiresAt, expiresIn, fresh
 //	  kindList: uvarint count, count × (resource, owner, token, acquiredAt,
 //	            expiresAt, expiresIn)
 //	  kindProbe: ready, reason, uvarint applied index
 //	  kindRemove: nothing
+//	  kindMember: uvarint partition+1 (0: in none)
 //
 // Version 1 carried one request at a time per connection, without IDs.
 const (
@@ -45,6 +47,9 @@ const (
 	// kindRemove asks a node to carry out a removal (of the node that
 	// sends it, which may never see its own removal).
 	kindRemove = 5
+	// kindMember asks whether a node ID is in any partition's
+	// configuration (a new node checks its ID is free before it joins).
+	kindMember = 6
 
 	// maxFrame bounds a message; a list of 1000 locks with the longest
 	// names stays well under it.
@@ -102,7 +107,7 @@ type request struct {
 	// kindList, kindProbe (-1: none)
 	partition int
 	list      listArgs
-	// kindRemove
+	// kindRemove, kindMember
 	node string
 }
 
@@ -121,6 +126,9 @@ type response struct {
 	result     fsm.Result
 	infos      []fsm.Info
 	probe      Probe
+	// partition answers kindMember: where the node is a member, -1 if
+	// nowhere.
+	partition int
 }
 
 // Probe is what a node says of itself.
@@ -156,7 +164,7 @@ func appendRequest(b []byte, r *request) []byte {
 		b = binary.AppendUvarint(b, uint64(r.list.limit))
 	case kindProbe:
 		b = binary.AppendUvarint(b, uint64(r.partition+1))
-	case kindRemove:
+	case kindRemove, kindMember:
 		b = appendString(b, r.node)
 	}
 	return b
@@ -205,6 +213,8 @@ func appendResponse(b []byte, kind byte, r *response) []byte {
 		b = append(b, ready)
 		b = appendString(b, r.probe.Reason)
 		b = binary.AppendUvarint(b, r.probe.Applied)
+	case kindMember:
+		b = binary.AppendUvarint(b, uint64(r.partition+1))
 	}
 	return b
 }
@@ -318,7 +328,7 @@ func decodeRequest(b []byte) (request, error) {
 			r.fail()
 		}
 		req.partition = int(p) - 1
-	case kindRemove:
+	case kindRemove, kindMember:
 		req.node = r.string()
 	default:
 		if r.err == nil {
@@ -385,6 +395,12 @@ func decodeResponse(kind byte, b []byte) (response, error) {
 		resp.probe.Ready = r.byte() == 1
 		resp.probe.Reason = r.string()
 		resp.probe.Applied = r.uvarint()
+	case kindMember:
+		p := r.uvarint()
+		if p > partition.MaxPartitions {
+			r.fail()
+		}
+		resp.partition = int(p) - 1
 	}
 	return resp, r.done()
 }

@@ -30,6 +30,17 @@ func (f *fakeNode) RemoveNode(ctx context.Context, id string) error {
 	return f.err
 }
 
+// MemberOf says n3 is in partition 4 and n5 in the last one.
+func (f *fakeNode) MemberOf(id string) int {
+	switch id {
+	case "n3":
+		return 4
+	case "n5":
+		return partition.MaxPartitions - 1
+	}
+	return -1
+}
+
 func serveNode(t *testing.T, node Node) (*Client, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -84,6 +95,17 @@ func TestProbeAndRemove(t *testing.T) {
 	}
 	if fmt.Sprint(node.removed) != "[n3 n1 n1]" {
 		t.Errorf("the node was asked to remove %v", node.removed)
+	}
+}
+
+// TestMemberOf asks whether node IDs are members, over the internal port.
+func TestMemberOf(t *testing.T) {
+	cl, addr := serveNode(t, &fakeNode{})
+	for id, want := range map[string]int{"n3": 4, "n5": partition.MaxPartitions - 1, "n9": -1, "": -1} {
+		got, err := cl.MemberOf(context.Background(), addr, id)
+		if err != nil || got != want {
+			t.Errorf("MemberOf(%q) = %d, %v; want %d", id, got, err, want)
+		}
 	}
 }
 

@@ -30,6 +30,9 @@ type Executor interface {
 type Node interface {
 	Probe(partition int) Probe
 	RemoveNode(ctx context.Context, id string) error
+	// MemberOf is the first partition whose configuration lists node
+	// id, or -1.
+	MemberOf(id string) int
 }
 
 // Server answers forwarded requests.
@@ -169,12 +172,14 @@ func (s *Server) handle(ctx context.Context, req *request) response {
 		resp.result, err = s.exec.ExecuteHere(ctx, req.lock)
 	case kindList:
 		resp.infos, err = s.exec.ListHere(ctx, req.partition, req.list.durability, req.list.prefix, req.list.after, req.list.limit)
-	case kindProbe, kindRemove:
+	case kindProbe, kindRemove, kindMember:
 		switch {
 		case s.node == nil:
 			err = fmt.Errorf("%w: this node answers no probes", partition.ErrClosed)
 		case req.kind == kindProbe:
 			resp.probe = s.node.Probe(req.partition)
+		case req.kind == kindMember:
+			resp.partition = s.node.MemberOf(req.node)
 		default:
 			err = s.node.RemoveNode(ctx, req.node)
 		}

@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
-	"github.com/kahuna-go/kahuna/pkg/client"
 	"github.com/kahuna-go/kahuna/pkg/cluster"
 	"github.com/kahuna-go/kahuna/pkg/forward"
 	"github.com/kahuna-go/kahuna/pkg/membership"
 	"github.com/kahuna-go/kahuna/pkg/partition"
-	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
 // ErrJoin reports a node that cannot join the cluster it found: a setting
@@ -108,23 +105,38 @@ func (s *Server) discover() error {
 }
 
 // checkIDFree refuses an ID that the cluster still has in a partition's
-// configuration: a node that lost its data must be removed before a new
-// one takes its ID, or Raft would count a blank node as the old voter.
+// configuration. It asks over the internal port, where the cluster's own
+// peer TLS applies and API tokens do not. A member that cannot answer
+// (an older version) lets the join go on with a warning: each partition
+// leader still refuses to add a node whose ID it has.
 func (s *Server) checkIDFree(m membership.Member) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := fetchStatus(ctx, m)
+	p, err := s.fwd.MemberOf(ctx, m.RaftAddr, s.nodeID)
 	if err != nil {
-		s.log.Warn("could not read the cluster's status to check this node's ID is free", "from", m.ID, "err", err)
+		s.log.Warn("could not ask the cluster whether this node's ID is free", "asked", m.ID, "err", err)
 		return nil
 	}
-	for _, p := range st.Partitions {
-		if slices.Contains(p.Voters, s.nodeID) || slices.Contains(p.NonVoters, s.nodeID) {
-			return fmt.Errorf("%w: the node ID %q is still a member of the cluster (partition %d); remove it first (kahuna-cli --remove-node %s) or give this node another --node-id",
-				ErrJoin, s.nodeID, p.ID, s.nodeID)
-		}
+	if p >= 0 {
+		return fmt.Errorf("%w: the node ID %q is still a member of the cluster (partition %d); remove it first (kahuna-cli --remove-node %s) or give this node another --node-id",
+			ErrJoin, s.nodeID, p, s.nodeID)
 	}
 	return nil
+}
+
+// MemberOf is the first partition whose latest configuration lists node
+// id, or -1 (forward.Node).
+func (s *Server) MemberOf(id string) int {
+	if s.parts == nil {
+		return -1
+	}
+	for _, g := range s.parts.Groups() {
+		c, err := g.Configuration()
+		if err == nil && (slices.Contains(c.Voters(), id) || slices.Contains(c.NonVoters(), id)) {
+			return g.ID()
+		}
+	}
+	return -1
 }
 
 // watchConflicts turns a claim on this node's ID into a fatal error while
@@ -269,18 +281,4 @@ func (s *Server) peerApplied(ctx context.Context, m membership.Member, p int) (u
 	defer cancel()
 	pr, err := s.fwd.Probe(ctx, m.RaftAddr, p)
 	return pr.Applied, err
-}
-
-// peerClient is a client of node m's API.
-func peerClient(m membership.Member) (*client.Client, error) {
-	return client.New(client.Config{Endpoints: []string{"http://" + m.HTTPAddr}, HTTPClient: http.DefaultClient})
-}
-
-// fetchStatus reads node m's cluster status; it retries until ctx ends.
-func fetchStatus(ctx context.Context, m membership.Member) (*wire.ClusterStatus, error) {
-	c, err := peerClient(m)
-	if err != nil {
-		return nil, err
-	}
-	return c.ClusterStatus(ctx)
 }

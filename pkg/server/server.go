@@ -344,6 +344,7 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.raftLn = nil // the mux owns it now
 
+	s.fwd = forward.NewClient(s.mux.Dial)
 	// A new node joining a cluster learns the partition count and the log
 	// store from it before it creates anything.
 	if s.data.meta.Partitions == 0 {
@@ -402,7 +403,6 @@ func New(cfg Config) (_ *Server, err error) {
 		s.members.SetPartitions(s.parts.Count(), string(s.data.meta.LogStore))
 	}
 
-	s.fwd = forward.NewClient(s.mux.Dial)
 	s.router = router.New(router.Config{
 		NodeID:     nodeID,
 		Parts:      s.parts,
