@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -121,6 +122,8 @@ type Client struct {
 	// Base is the URL prefix, e.g. http://127.0.0.1:8082.
 	Base string
 	HTTP *http.Client
+	// Token, if set, is sent as a bearer token with every request.
+	Token string
 }
 
 // NewClient returns a client with its own connection pool, sized for a few
@@ -130,6 +133,16 @@ func NewClient(base string) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	return &Client{Base: base, HTTP: &http.Client{Transport: tr}}
+}
+
+// NewTLSClient is NewClient for an https:// base whose certificate
+// tlsCfg verifies, sending token (if not empty) with every request. The
+// client's transport takes tlsCfg over: give each client its own.
+func NewTLSClient(base string, tlsCfg *tls.Config, token string) *Client {
+	c := NewClient(base)
+	c.HTTP.Transport.(*http.Transport).TLSClientConfig = tlsCfg
+	c.Token = token
+	return c
 }
 
 // Close drops idle connections.
@@ -156,7 +169,7 @@ func (c *Client) Get(ctx context.Context, path string) (status int, body []byte,
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -165,8 +178,16 @@ func (c *Client) Get(ctx context.Context, path string) (status int, body []byte,
 	return resp.StatusCode, body, err
 }
 
+// send sends req with the client's token.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return c.HTTP.Do(req)
+}
+
 func (c *Client) do(req *http.Request, out any) (int, error) {
-	resp, err := c.HTTP.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return 0, err
 	}

@@ -28,6 +28,7 @@ var (
 	flagClients   = flag.Int("chaos.clients", 12, "concurrent workload clients")
 	flagProcesses = flag.Bool("chaos.processes", false, "run real kahunad processes instead of in-process servers")
 	flagNetns     = flag.Bool("chaos.netns", false, "with -chaos.processes: run each process in its own network namespace, so partitions apply")
+	flagSecure    = flag.Bool("chaos.secure", false, "with -chaos.processes: HTTPS on the API, mutual TLS between nodes, an encrypted gossip ring and tokens")
 	flagLogStore  = flag.String("chaos.log-store", string(partition.DefaultLogStore), "Raft log engine of every node: wal or boltdb")
 	flagArtifacts = flag.String("chaos.artifacts", "", "folder for a failed run's history and reports (default: a new folder under the temp dir)")
 )
@@ -49,7 +50,9 @@ type run struct {
 	clients   int
 	processes bool
 	netns     bool
-	store     partition.LogStore
+	// secure turns every protection on (processes only).
+	secure bool
+	store  partition.LogStore
 	// maxNodes bounds the membership nemeses (0: nodes + 2).
 	maxNodes int
 	// brisk paces faults closer together, for the short suite.
@@ -82,7 +85,7 @@ func TestChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 		experiment(t, run{seed: seedOrRandom(*flagSeed), nodes: *flagNodes, duration: *flagDuration, maxNodes: *flagMaxNodes,
-			nemeses: kinds, clients: *flagClients, processes: *flagProcesses, netns: *flagNetns, store: store})
+			nemeses: kinds, clients: *flagClients, processes: *flagProcesses, netns: *flagNetns, secure: *flagSecure, store: store})
 		return
 	}
 	// The short suite: fixed seeds, so a failure reproduces its choices,
@@ -110,12 +113,21 @@ func TestChaos(t *testing.T) {
 		store: partition.DefaultLogStore, nemeses: slices.Concat(nemesis.Membership(), []nemesis.Kind{
 			nemesis.KillOne, nemesis.KillLeader, nemesis.PauseOne, nemesis.PauseLeader, nemesis.IsolateOne, nemesis.Split, nemesis.Bridge})}
 	t.Run(r.name()+"/membership", func(t *testing.T) { experiment(t, r) })
+	// Every protection on, once: HTTPS on the API, mutual TLS on the
+	// internal port (Raft and forwarding), an encrypted gossip ring and
+	// tokens, under kills, pauses and partitions.
+	r = run{seed: 7, nodes: 3, duration: 12 * time.Second, brisk: true, processes: true, netns: netlab.Available() == nil,
+		secure: true, store: partition.DefaultLogStore}
+	t.Run(r.name(), func(t *testing.T) { experiment(t, r) })
 }
 
 func (r run) name() string {
 	name := fmt.Sprintf("%s/seed=%d/nodes=%d", r.store, r.seed, r.nodes)
 	if r.processes {
 		name += "/processes"
+	}
+	if r.secure {
+		name += "/secure"
 	}
 	return name
 }
@@ -160,6 +172,9 @@ func experiment(t *testing.T, r run) {
 	if r.netns {
 		rerun += " -chaos.netns"
 	}
+	if r.secure {
+		rerun += " -chaos.secure"
+	}
 	t.Logf("seed %d (rerun: go test ./internal/chaos/suite -run TestChaos -args %s)", r.seed, rerun)
 	limits := nemesis.MembershipLimits{Max: r.maxNodes}
 	var target Target
@@ -168,9 +183,9 @@ func experiment(t *testing.T, r run) {
 		limits.Max = cmp.Or(r.maxNodes, r.nodes+2)
 		// Room for the most members plus a replacement that joins
 		// before the node it replaces leaves.
-		target = startProcesses(t, r.nodes, limits.Max+1, r.netns, r.store, deadNodeProcesses)
+		target = startProcesses(t, r.nodes, limits.Max+1, r.netns, r.secure, r.store, deadNodeProcesses)
 	case r.processes:
-		target = startProcesses(t, r.nodes, r.nodes, r.netns, r.store, 0)
+		target = startProcesses(t, r.nodes, r.nodes, r.netns, r.secure, r.store, 0)
 	case r.membership():
 		target = startInProcess(t, r.nodes, r.store, deadNodeInProcess)
 	default:
@@ -195,6 +210,9 @@ func experiment(t *testing.T, r run) {
 	}
 	if *flagDuration > 0 {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil)) // live progress
+	}
+	if p, ok := target.(*processes); ok {
+		cfg.Workload.NewClient = p.web.client
 	}
 	if r.brisk {
 		cfg.Quiet, cfg.MinHold, cfg.MaxHold = 700*time.Millisecond, 300*time.Millisecond, 1200*time.Millisecond

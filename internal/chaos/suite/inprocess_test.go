@@ -3,7 +3,6 @@ package suite
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +26,7 @@ import (
 // (n4, n5, …), its own ports and an empty data directory.
 type inProcess struct {
 	c          *testcluster.Cluster
+	web        web // plain HTTP
 	partitions int
 	deadNode   time.Duration
 
@@ -148,13 +148,13 @@ func (p *inProcess) TransferLeadership(part int) error {
 func (p *inProcess) Endpoints() []string {
 	var out []string
 	for _, i := range p.Members() {
-		out = append(out, "http://"+p.c.Node(i).HTTP)
+		out = append(out, p.web.url(p.c.Node(i).HTTP))
 	}
 	return out
 }
 
 func (p *inProcess) WaitReady(timeout time.Duration) error {
-	return waitReady(p.Endpoints(), timeout)
+	return p.web.waitReady(p.Endpoints(), timeout)
 }
 
 // Join starts a server with a new ID that joins the cluster.
@@ -180,21 +180,21 @@ func (p *inProcess) Retire(i int) error {
 }
 
 func (p *inProcess) RemoveNode(via int, id string, timeout time.Duration) (int, string, error) {
-	return removeNode(p.c.Node(via).HTTP, id, timeout)
+	return p.web.removeNode(p.c.Node(via).HTTP, id, timeout)
 }
 
 func (p *inProcess) Config(i int) ([]nemesis.PartitionConfig, error) {
 	if p.c.Node(i).Server() == nil {
 		return nil, errors.New("down")
 	}
-	return configOf(p.c.Node(i).HTTP)
+	return p.web.configOf(p.c.Node(i).HTTP)
 }
 
 func (p *inProcess) Ready(i int) (bool, string, error) {
 	if p.c.Node(i).Server() == nil {
 		return false, "", errors.New("down")
 	}
-	return readyz(p.c.Node(i).HTTP)
+	return p.web.readyz(p.c.Node(i).HTTP)
 }
 
 // StartRemoved starts the removed node on its old data directory: the
@@ -217,25 +217,3 @@ func (p *inProcess) StartRemoved(i int, _ time.Duration) (bool, string, error) {
 }
 
 func (p *inProcess) DeadNodeTimeout() time.Duration { return p.deadNode }
-
-// waitReady polls every endpoint's /readyz until all answer 200.
-func waitReady(endpoints []string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
-	for _, e := range endpoints {
-		for {
-			resp, err := client.Get(e + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not ready after %v (last: %v)", e, timeout, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	return nil
-}

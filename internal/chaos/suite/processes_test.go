@@ -2,11 +2,8 @@ package suite
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +16,6 @@ import (
 	"github.com/kahuna-go/kahuna/internal/netlab"
 	"github.com/kahuna-go/kahuna/internal/testutil"
 	"github.com/kahuna-go/kahuna/pkg/partition"
-	"github.com/kahuna-go/kahuna/pkg/wire"
 )
 
 // processes adapts a cluster of real kahunad processes to Target: kill -9
@@ -38,6 +34,8 @@ type processes struct {
 	parts    int
 	deadNode time.Duration // --dead-node-timeout of every node; 0: kahunad's default
 	lab      *netlab.Lab   // nil: every node on 127.0.0.1, no partitions
+	web      web
+	sec      *security // nil: no TLS, no tokens
 
 	mu       sync.Mutex
 	nodes    []*procNode
@@ -64,7 +62,7 @@ var (
 // startProcesses forms a cluster of size kahunad processes. room is the
 // most nodes that may run at once (netlab hosts); deadNode, if not zero,
 // is every node's --dead-node-timeout.
-func startProcesses(t *testing.T, size, room int, netns bool, store partition.LogStore, deadNode time.Duration) *processes {
+func startProcesses(t *testing.T, size, room int, netns, secure bool, store partition.LogStore, deadNode time.Duration) *processes {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kahuna-chaos-bin-")
 		if err != nil {
@@ -79,6 +77,10 @@ func startProcesses(t *testing.T, size, room int, netns bool, store partition.Lo
 	}
 	// One partition per node of the formed cluster: kahunad's default.
 	p := &processes{t: t, store: store, parts: size, deadNode: deadNode}
+	if secure {
+		p.sec = newSecurity(t)
+		p.web = p.sec.web(t)
+	}
 	if netns {
 		if err := netlab.Available(); err != nil {
 			t.Fatal(err)
@@ -108,7 +110,7 @@ func startProcesses(t *testing.T, size, room int, netns bool, store partition.Lo
 	}
 	for _, n := range p.nodes {
 		n.node.Args = []string{"--node-id", n.id, "--bootstrap-expect", fmt.Sprint(size), "--join", strings.Join(joins, ","), "--log-store", string(store)}
-		n.node.Args = append(n.node.Args, p.deadNodeFlag()...)
+		n.node.Args = append(n.node.Args, p.extraFlags(n)...)
 		n.proc = n.node.Start(t)
 	}
 	if err := p.WaitReady(60 * time.Second); err != nil {
@@ -140,11 +142,21 @@ func (p *processes) newNode(i int) (*procNode, error) {
 	return n, nil
 }
 
-func (p *processes) deadNodeFlag() []string {
-	if p.deadNode == 0 {
-		return nil
+// extraFlags are node n's flags beyond its identity and --join: the
+// dead-node timeout, and the security flags of a secure cluster.
+func (p *processes) extraFlags(n *procNode) []string {
+	var out []string
+	if p.deadNode != 0 {
+		out = append(out, "--dead-node-timeout", p.deadNode.String())
 	}
-	return []string{"--dead-node-timeout", p.deadNode.String()}
+	if p.sec != nil {
+		ip := ""
+		if n.host >= 0 {
+			ip = p.lab.Hosts()[n.host].IP
+		}
+		out = append(out, p.sec.args(n.id, ip)...)
+	}
+	return out
 }
 
 func (p *processes) node(i int) *procNode {
@@ -283,7 +295,7 @@ func (p *processes) SlowDisk(int, time.Duration) error { return nemesis.ErrUnsup
 func (p *processes) Leader(part int) int {
 	for _, i := range p.Members() {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		c := testutil.NewClient("http://" + p.node(i).node.HTTPAddr)
+		c := p.web.clientOf(p.node(i).node.HTTPAddr)
 		st, err := c.Status(ctx)
 		cancel()
 		c.Close()
@@ -298,13 +310,13 @@ func (p *processes) Leader(part int) int {
 func (p *processes) Endpoints() []string {
 	var out []string
 	for _, i := range p.Members() {
-		out = append(out, "http://"+p.node(i).node.HTTPAddr)
+		out = append(out, p.web.url(p.node(i).node.HTTPAddr))
 	}
 	return out
 }
 
 func (p *processes) WaitReady(timeout time.Duration) error {
-	return waitReady(p.Endpoints(), timeout)
+	return p.web.waitReady(p.Endpoints(), timeout)
 }
 
 // Join starts a new kahunad with an empty data directory and only --join
@@ -318,7 +330,7 @@ func (p *processes) Join() (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	n.node.Args = append([]string{"--node-id", n.id, "--join", ""}, p.deadNodeFlag()...)
+	n.node.Args = append([]string{"--node-id", n.id, "--join", ""}, p.extraFlags(n)...)
 	p.nodes = append(p.nodes, n)
 	p.setJoin(n)
 	n.proc = n.node.Start(p.t)
@@ -350,11 +362,11 @@ func (p *processes) Retire(i int) error {
 }
 
 func (p *processes) RemoveNode(via int, id string, timeout time.Duration) (int, string, error) {
-	return removeNode(p.node(via).node.HTTPAddr, id, timeout)
+	return p.web.removeNode(p.node(via).node.HTTPAddr, id, timeout)
 }
 
 func (p *processes) Config(i int) ([]nemesis.PartitionConfig, error) {
-	return configOf(p.node(i).node.HTTPAddr)
+	return p.web.configOf(p.node(i).node.HTTPAddr)
 }
 
 func (p *processes) Ready(i int) (bool, string, error) {
@@ -364,7 +376,7 @@ func (p *processes) Ready(i int) (bool, string, error) {
 		return false, "", errors.New("the process has exited")
 	default:
 	}
-	return readyz(n.node.HTTPAddr)
+	return p.web.readyz(n.node.HTTPAddr)
 }
 
 // StartRemoved starts the removed node on its old data directory; it must
@@ -385,7 +397,7 @@ func (p *processes) StartRemoved(i int, timeout time.Duration) (bool, string, er
 	case <-proc.Done():
 		return true, lastLine(proc.Output()), nil
 	case <-time.After(timeout):
-		ok, reason, err := readyz(n.node.HTTPAddr)
+		ok, reason, err := p.web.readyz(n.node.HTTPAddr)
 		proc.Kill()
 		return false, fmt.Sprintf("still running after %v (ready %v, %q, %v)", timeout, ok, reason, err), nil
 	}
@@ -396,65 +408,4 @@ func (p *processes) DeadNodeTimeout() time.Duration {
 		return 30 * time.Second // kahunad's default
 	}
 	return p.deadNode
-}
-
-// removeNode posts a removal to the node at addr.
-func removeNode(addr, id string, timeout time.Duration) (int, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	c := testutil.NewClient("http://" + addr)
-	defer c.Close()
-	var out wire.RemoveNodeResponse
-	status, err := c.Post(ctx, wire.PathRemoveNode, wire.RemoveNodeRequest{Node: id}, &out)
-	if status != 0 {
-		err = nil // an answer that is not JSON still has a status
-	}
-	return status, out.Error, err
-}
-
-// configOf reads every partition's configuration from the node at addr.
-func configOf(addr string) ([]nemesis.PartitionConfig, error) {
-	var st wire.ClusterStatus
-	status, err := getJSON(addr, wire.PathClusterStatus, &st)
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("%s: HTTP %d", wire.PathClusterStatus, status)
-	}
-	var out []nemesis.PartitionConfig
-	for _, ps := range st.Partitions {
-		out = append(out, nemesis.PartitionConfig{Voters: ps.Voters, NonVoters: ps.NonVoters})
-	}
-	return out, nil
-}
-
-// readyz asks the node at addr whether it is ready, and why not.
-func readyz(addr string) (bool, string, error) {
-	var h wire.Health
-	status, err := getJSON(addr, wire.PathReadyz, &h)
-	if err != nil {
-		return false, "", err
-	}
-	return status == http.StatusOK, h.Reason, nil
-}
-
-// getJSON fetches path from the node at addr, within a second, and decodes
-// the reply into out.
-func getJSON(addr, path string, out any) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
-		return resp.StatusCode, fmt.Errorf("%s: HTTP %d, body is not JSON: %w", path, resp.StatusCode, err)
-	}
-	return resp.StatusCode, nil
 }

@@ -59,7 +59,7 @@ func TestRecoveryRetriesWithTheSameOwner(t *testing.T) {
 	cfg.Workload.Endpoints = []string{srv.URL, srv.URL}
 	rec := chaos.NewRecorder()
 	got := probeRecovery(cfg, rec)
-	want := 2 * len(cfg.Workload.Resources())
+	want := 2 * len(cfg.Workload.Resources(rec.Now()))
 	if got.Locks != want || len(got.Failed) != 0 {
 		t.Fatalf("%d of %d locks probed, not lockable: %v", got.Locks, want, got.Failed)
 	}

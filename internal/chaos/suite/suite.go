@@ -71,7 +71,9 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxHold, 2*time.Second)
 	def(&c.RecoveryBound, 15*time.Second)
 	def(&c.LeaseSlack, 10*time.Millisecond)
-	def(&c.CheckTimeout, 2*time.Minute)
+	// A long run has many more locks to search: a tenth of its length,
+	// at least two minutes.
+	def(&c.CheckTimeout, max(2*time.Minute, c.Duration/10))
 	if c.Nemeses == nil {
 		c.Nemeses = nemesis.All()
 	}
@@ -258,10 +260,10 @@ type Recovery struct {
 // retry, an idempotent re-lock, gets that grant back; a new owner would
 // find the lock busy for the whole lease.
 func probeRecovery(cfg Config, rec *chaos.Recorder) Recovery {
-	nodes := workload.Dial(cfg.Workload.Endpoints)
+	nodes := workload.Dial(cfg.Workload.Endpoints, cfg.Workload.NewClient)
 	defer nodes.Close()
 	var keys []chaos.LockKey
-	for _, r := range cfg.Workload.Resources() {
+	for _, r := range cfg.Workload.Resources(rec.Now()) {
 		keys = append(keys, chaos.LockKey{Resource: r, Durability: chaos.Persistent}, chaos.LockKey{Resource: r, Durability: chaos.Ephemeral})
 	}
 	start := time.Now()
@@ -307,10 +309,10 @@ func probeRecovery(cfg Config, rec *chaos.Recorder) Recovery {
 // readBack reads every persistent lock of the workload once the restarted
 // cluster answers, retrying until each read is definite.
 func readBack(cfg Config, rec *chaos.Recorder) {
-	nodes := workload.Dial(cfg.Workload.Endpoints)
+	nodes := workload.Dial(cfg.Workload.Endpoints, cfg.Workload.NewClient)
 	defer nodes.Close()
 	var wg sync.WaitGroup
-	for i, r := range cfg.Workload.Resources() {
+	for i, r := range cfg.Workload.Resources(rec.Now()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

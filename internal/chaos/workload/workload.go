@@ -37,6 +37,12 @@ type Config struct {
 	// HotResources are contended by everyone (HotShare of the
 	// operations); ColdResources rarely meet two clients.
 	HotResources, ColdResources int
+	// HotGeneration is how long the clients contend for one set of hot
+	// resources before they move to fresh names: the linearizability
+	// search is exponential in the worst case, and a hot lock of a long
+	// run, with thousands of operations of unknown outcome, would not be
+	// decided in time. Locks still held are used on until released.
+	HotGeneration time.Duration
 	HotShare                    float64
 	// EphemeralShare of the operations use ephemeral locks.
 	EphemeralShare float64
@@ -50,6 +56,9 @@ type Config struct {
 	ForceUnlockShare float64
 	// Seed makes the choices (not the timing) repeatable.
 	Seed int64
+	// NewClient makes the client of a node's base URL (nil:
+	// testutil.NewClient); a cluster with TLS and tokens needs its own.
+	NewClient func(base string) *testutil.Client
 }
 
 // WithDefaults fills the zero fields with the values the suite uses.
@@ -80,14 +89,30 @@ func (c Config) WithDefaults() Config {
 	defD(&c.MaxTTL, 1500*time.Millisecond)
 	defD(&c.MaxWait, time.Second)
 	defD(&c.OpTimeout, 2*time.Second)
+	defD(&c.HotGeneration, time.Minute)
 	return c
 }
 
-// Resources are the names the workload uses, hot ones first.
-func (c Config) Resources() []string {
+// generation is the hot generation at elapsed time into a run.
+func (c Config) generation(elapsed time.Duration) int {
+	if c.HotGeneration <= 0 {
+		return 0
+	}
+	return int(elapsed / c.HotGeneration)
+}
+
+// hotName names hot resource i of generation g.
+func hotName(g, i int) string { return fmt.Sprintf("hot/%d/%d", g, i) }
+
+// Resources are the names the workload used in a run of elapsed time,
+// hot ones first.
+func (c Config) Resources(elapsed time.Duration) []string {
+	c = c.WithDefaults()
 	var out []string
-	for i := range c.HotResources {
-		out = append(out, fmt.Sprintf("hot/%d", i))
+	for g := range c.generation(elapsed) + 1 {
+		for i := range c.HotResources {
+			out = append(out, hotName(g, i))
+		}
 	}
 	for i := range c.ColdResources {
 		out = append(out, fmt.Sprintf("cold/%d", i))
@@ -100,9 +125,9 @@ func (c Config) Resources() []string {
 // allowed to finish (within OpTimeout), so the history ends cleanly.
 func Run(ctx context.Context, cfg Config, rec *chaos.Recorder, store *FencedStore) {
 	cfg = cfg.WithDefaults()
-	nodes := Dial(cfg.Endpoints)
+	nodes := Dial(cfg.Endpoints, cfg.NewClient)
 	if cfg.Live != nil {
-		nodes = DialLive(cfg.Live)
+		nodes = DialLive(cfg.Live, cfg.NewClient)
 	}
 	defer nodes.Close()
 	var wg sync.WaitGroup
@@ -211,7 +236,7 @@ func (c *client) write(k chaos.LockKey, h holding) {
 func (c *client) pickLock() chaos.LockKey {
 	var name string
 	if c.cfg.ColdResources == 0 || (c.cfg.HotResources > 0 && c.rng.Float64() < c.cfg.HotShare) {
-		name = fmt.Sprintf("hot/%d", c.rng.Intn(c.cfg.HotResources))
+		name = hotName(c.cfg.generation(c.rec.Now()), c.rng.Intn(c.cfg.HotResources))
 	} else {
 		name = fmt.Sprintf("cold/%d", c.rng.Intn(c.cfg.ColdResources))
 	}
@@ -254,24 +279,34 @@ type Nodes struct {
 	clients []*testutil.Client
 	// live, if set, lists the nodes' URLs at each call; their clients
 	// are made on first use and kept in byURL.
-	live  func() []string
-	mu    sync.Mutex
-	byURL map[string]*testutil.Client
+	live      func() []string
+	newClient func(string) *testutil.Client
+	mu        sync.Mutex
+	byURL     map[string]*testutil.Client
 }
 
-// Dial returns clients for the given base URLs.
-func Dial(endpoints []string) *Nodes {
-	n := &Nodes{}
+// Dial returns clients for the given base URLs, made by newClient (nil:
+// testutil.NewClient).
+func Dial(endpoints []string, newClient func(string) *testutil.Client) *Nodes {
+	n := &Nodes{newClient: orPlain(newClient)}
 	for _, e := range endpoints {
-		n.clients = append(n.clients, testutil.NewClient(e))
+		n.clients = append(n.clients, n.newClient(e))
 	}
 	return n
 }
 
 // DialLive returns clients for the URLs live returns, asked anew for each
 // request: for a cluster whose members change.
-func DialLive(live func() []string) *Nodes {
-	return &Nodes{live: live, byURL: map[string]*testutil.Client{}}
+func DialLive(live func() []string, newClient func(string) *testutil.Client) *Nodes {
+	return &Nodes{live: live, newClient: orPlain(newClient), byURL: map[string]*testutil.Client{}}
+}
+
+// orPlain is newClient, or testutil.NewClient if it is nil.
+func orPlain(newClient func(string) *testutil.Client) func(string) *testutil.Client {
+	if newClient == nil {
+		return testutil.NewClient
+	}
+	return newClient
 }
 
 // Len is the number of nodes (now, for DialLive).
@@ -297,7 +332,7 @@ func (n *Nodes) client(i int) *testutil.Client {
 	defer n.mu.Unlock()
 	c := n.byURL[url]
 	if c == nil {
-		c = testutil.NewClient(url)
+		c = n.newClient(url)
 		n.byURL[url] = c
 	}
 	return c
