@@ -43,7 +43,7 @@ type Config struct {
 	// run, with thousands of operations of unknown outcome, would not be
 	// decided in time. Locks still held are used on until released.
 	HotGeneration time.Duration
-	HotShare                    float64
+	HotShare      float64
 	// EphemeralShare of the operations use ephemeral locks.
 	EphemeralShare float64
 	// Leases are drawn from [MinTTL, MaxTTL]; a waiting try-lock waits up
