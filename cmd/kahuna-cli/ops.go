@@ -116,7 +116,13 @@ func doCluster(ctx context.Context, c *client.Client) outcome {
 	if err != nil {
 		return noLock(errorReport(target{}, err))
 	}
-	return newClusterReport(st)
+	// The dashboard shows whether its node can serve; so does this. A
+	// node that stops answering in between leaves the line out.
+	h, err := c.Readiness(ctx)
+	if err != nil || h.ServedFrom != st.ServedFrom {
+		h = nil
+	}
+	return newClusterReport(st, h)
 }
 
 // noLock drops the durability from a report about no lock (a cluster

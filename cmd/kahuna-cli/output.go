@@ -230,14 +230,16 @@ func (r listReport) text() string {
 // shell's cluster command and of --cluster alike.
 //
 // JSON: GET /v1/cluster/status's reply as the server sent it (type,
-// servedFrom, node, nodes, partitions), with "result":"cluster" added.
+// servedFrom, node, nodes, partitions), with "result":"cluster" added,
+// and that node's GET /readyz reply as "readiness" when it gave one.
 type clusterReport struct {
 	Result string `json:"result"`
 	*client.Status
+	Readiness *client.Health `json:"readiness,omitempty"`
 }
 
-func newClusterReport(st *client.Status) clusterReport {
-	return clusterReport{Result: resultCluster, Status: st}
+func newClusterReport(st *client.Status, h *client.Health) clusterReport {
+	return clusterReport{Result: resultCluster, Status: st, Readiness: h}
 }
 
 func (r clusterReport) exitCode() int { return exitOK }
@@ -247,6 +249,13 @@ func (r clusterReport) text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s, %d %s, as %s sees it\n", len(r.Nodes), plural(len(r.Nodes), "node", "nodes"),
 		len(r.Partitions), plural(len(r.Partitions), "partition", "partitions"), r.ServedFrom)
+	if h := r.Readiness; h != nil {
+		if h.Status == "ready" {
+			fmt.Fprintf(&b, "%s is ready\n", h.ServedFrom)
+		} else {
+			fmt.Fprintf(&b, "%s is NOT READY: %s\n", h.ServedFrom, h.Reason)
+		}
+	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tSTATE\tROLE\tHTTP\tRAFT")
 	for _, n := range r.Nodes {

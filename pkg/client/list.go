@@ -121,6 +121,25 @@ func (c *Client) ClusterStatus(ctx context.Context) (*Status, error) {
 	return &st, nil
 }
 
+// Health is a node's answer to GET /readyz: Status "ready" or "not
+// ready", and why not.
+type Health = wire.Health
+
+// Readiness asks GET /readyz, once, of the node that answered last (after
+// ClusterStatus: the node whose view it was). A node that is not ready
+// answers too: that is not an error.
+func (c *Client) Readiness(ctx context.Context) (*Health, error) {
+	var h Health
+	endpoint := c.endpoints[int(c.current.Load())%len(c.endpoints)]
+	if _, err := c.getJSON(ctx, endpoint+wire.PathReadyz, &h); err != nil {
+		return nil, err
+	}
+	if h.Status == "" {
+		return nil, fmt.Errorf("kahuna: %s%s answered without a status", endpoint, wire.PathReadyz)
+	}
+	return &h, nil
+}
+
 // statusFrom reads the cluster status from one endpoint, once.
 func (c *Client) statusFrom(ctx context.Context, endpoint int) (*wire.ClusterStatus, error) {
 	var st Status
