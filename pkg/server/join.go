@@ -106,21 +106,32 @@ func (s *Server) discover() error {
 
 // checkIDFree refuses an ID that the cluster still has in a partition's
 // configuration. It asks over the internal port, where the cluster's own
-// peer TLS applies and API tokens do not. A member that cannot answer
-// (an older version) lets the join go on with a warning: each partition
-// leader still refuses to add a node whose ID it has.
-func (s *Server) checkIDFree(m membership.Member) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	p, err := s.fwd.MemberOf(ctx, m.RaftAddr, s.nodeID)
-	if err != nil {
-		s.log.Warn("could not ask the cluster whether this node's ID is free", "asked", m.ID, "err", err)
+// peer TLS applies and API tokens do not, each live member in turn until
+// one answers. If none does (a cluster of an older version does not know
+// the question), the join goes on with a warning.
+func (s *Server) checkIDFree(found membership.Member) error {
+	members := []membership.Member{found}
+	for _, m := range s.members.Members() {
+		if m.ID != found.ID && m.ID != s.nodeID && m.Alive() && m.Formed {
+			members = append(members, m)
+		}
+	}
+	var errs []error
+	for _, m := range members {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p, err := s.fwd.MemberOf(ctx, m.RaftAddr, s.nodeID)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.ID, err))
+			continue
+		}
+		if p >= 0 {
+			return fmt.Errorf("%w: the node ID %q is still a member of the cluster (partition %d, as %s sees it); remove it first (kahuna-cli --remove-node %s) or give this node another --node-id",
+				ErrJoin, s.nodeID, p, m.ID, s.nodeID)
+		}
 		return nil
 	}
-	if p >= 0 {
-		return fmt.Errorf("%w: the node ID %q is still a member of the cluster (partition %d); remove it first (kahuna-cli --remove-node %s) or give this node another --node-id",
-			ErrJoin, s.nodeID, p, s.nodeID)
-	}
+	s.log.Warn("no member answered whether this node's ID is free; joining all the same", "err", errors.Join(errs...))
 	return nil
 }
 

@@ -245,7 +245,9 @@ func (in *Injector) release(nodes ...int) {
 
 // Inject applies a fault of kind k and returns what it did and the function
 // that undoes it. Crashes and pauses strike only members no other fault
-// holds; network faults divide every member.
+// holds; network faults divide every member. With an error, heal is nil
+// unless the fault was applied all the same (a node found exited by
+// itself, ErrExited): heal it then too.
 func (in *Injector) Inject(k Kind) (detail string, heal func() error, err error) {
 	free := in.free()
 	all := in.members()
@@ -341,8 +343,13 @@ func (in *Injector) kill(k Kind, nodes []int) (string, func() error, error) {
 	}
 	slices.Sort(nodes)
 	var names []string
+	// A node that exited by itself is reported and, like the others,
+	// started again by the heal, so that the run goes on.
+	var exited []error
 	for _, i := range nodes {
-		if err := in.c.Kill(i); err != nil {
+		if err := in.c.Kill(i); errors.Is(err, ErrExited) {
+			exited = append(exited, fmt.Errorf("kill %s: %w", in.names(i), err))
+		} else if err != nil {
 			in.release(nodes...)
 			return "", nil, fmt.Errorf("kill %s: %w", in.names(i), err)
 		}
@@ -355,7 +362,7 @@ func (in *Injector) kill(k Kind, nodes []int) (string, func() error, error) {
 			errs = append(errs, in.c.Restart(i))
 		}
 		return errors.Join(errs...)
-	}, nil
+	}, errors.Join(exited...)
 }
 
 func (in *Injector) cut(detail string, cut func(a, b int) bool) (string, func() error, error) {

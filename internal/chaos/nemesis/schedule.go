@@ -99,7 +99,7 @@ func (s Schedule) faults(ctx context.Context, c Cluster, in *Injector, rng *rand
 		}
 		f.Detail, f.Err = detail, err
 		gaps := newGapWatch(c, s.Now)
-		if err == nil {
+		if heal != nil {
 			s.Log.Info("fault injected", "nemesis", k, "detail", detail)
 			hold := s.MinHold
 			if span := s.MaxHold - s.MinHold; span > 0 {
@@ -107,7 +107,7 @@ func (s Schedule) faults(ctx context.Context, c Cluster, in *Injector, rng *rand
 			}
 			// Hold the fault even if ctx ends meanwhile: it is healed below.
 			gaps.watch(time.Now().Add(hold), false)
-			f.Err = heal()
+			f.Err = errors.Join(f.Err, heal())
 		}
 		f.Healed = s.Now()
 		s.Log.Info("fault healed", "nemesis", k, "err", f.Err)

@@ -38,7 +38,7 @@ type inProcess struct {
 // startInProcess starts an in-process cluster whose log stores can be
 // slowed; deadNode is every node's DeadNodeTimeout (0: never).
 func startInProcess(t *testing.T, nodes int, store partition.LogStore, deadNode time.Duration) *inProcess {
-	p := &inProcess{partitions: nodes, deadNode: deadNode, diskDelay: map[int]*atomic.Int64{}, retired: map[int]bool{}}
+	p := &inProcess{web: newWeb(nil, ""), partitions: nodes, deadNode: deadNode, diskDelay: map[int]*atomic.Int64{}, retired: map[int]bool{}}
 	p.c = testcluster.Start(t, testcluster.Options{Nodes: nodes, LogStore: store, Mutate: func(i int, cfg *server.Config) {
 		delay := p.delay(i)
 		cfg.WrapLogStore = func(_ int, s raft.LogStore) raft.LogStore {

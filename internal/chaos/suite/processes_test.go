@@ -76,11 +76,12 @@ func startProcesses(t *testing.T, size, room int, netns, secure bool, store part
 		t.Fatal(buildErr)
 	}
 	// One partition per node of the formed cluster: kahunad's default.
-	p := &processes{t: t, store: store, parts: size, deadNode: deadNode}
+	p := &processes{t: t, store: store, parts: size, deadNode: deadNode, web: newWeb(nil, "")}
 	if secure {
 		p.sec = newSecurity(t)
 		p.web = p.sec.web(t)
 	}
+	t.Cleanup(func() { p.web.close() })
 	if netns {
 		if err := netlab.Available(); err != nil {
 			t.Fatal(err)
@@ -193,9 +194,27 @@ func (p *processes) Members() []int {
 
 func (p *processes) ID(i int) string { return p.node(i).id }
 
+// Kill kills node i's process, which must still run: a member whose
+// kahunad exited by itself is a failure of its own, and restarting it
+// would hide it.
 func (p *processes) Kill(i int) error {
+	if err := p.exited(i); err != nil {
+		return err
+	}
 	p.proc(i).Kill()
 	return nil
+}
+
+// exited is ErrExited if node i's process has ended without the harness
+// ending it.
+func (p *processes) exited(i int) error {
+	proc := p.proc(i)
+	select {
+	case <-proc.Done():
+		return fmt.Errorf("%s: %w: %s", p.ID(i), nemesis.ErrExited, lastLine(proc.Output()))
+	default:
+		return nil
+	}
 }
 
 // Restart starts a killed node again on its data directory, with --join
@@ -241,13 +260,10 @@ func (p *processes) Resume(i int) error { return p.signal(i, syscall.SIGCONT) }
 // signal sends sig to node i's process, which must still run: a member
 // whose kahunad exited by itself is a failure of its own.
 func (p *processes) signal(i int, sig syscall.Signal) error {
-	proc := p.proc(i)
-	select {
-	case <-proc.Done():
-		return fmt.Errorf("%s: %w: %s", p.ID(i), nemesis.ErrExited, lastLine(proc.Output()))
-	default:
+	if err := p.exited(i); err != nil {
+		return err
 	}
-	return syscall.Kill(proc.Pid(), sig)
+	return syscall.Kill(p.proc(i).Pid(), sig)
 }
 
 // lastLine is the last line of a process's output.
@@ -298,7 +314,6 @@ func (p *processes) Leader(part int) int {
 		c := p.web.clientOf(p.node(i).node.HTTPAddr)
 		st, err := c.Status(ctx)
 		cancel()
-		c.Close()
 		if err == nil && part < len(st.Partitions) && st.Partitions[part].State == "leader" {
 			return i
 		}

@@ -64,5 +64,5 @@ func (s *security) web(t *testing.T) web {
 	if !pool.AppendCertsFromPEM(s.certs.CA.CertPEM()) {
 		t.Fatal("the test CA's certificate does not parse")
 	}
-	return web{tls: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, token: s.token}
+	return newWeb(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, s.token)
 }

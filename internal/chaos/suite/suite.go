@@ -162,7 +162,13 @@ func Run(cfg Config, t Target) (Result, error) {
 	final := nemesis.Fault{Kind: nemesis.KillAll, Detail: "every node, at once (durability check)", Start: rec.Now()}
 	nodes := members(t)
 	for _, i := range nodes {
-		if err := t.Kill(i); err != nil {
+		err := t.Kill(i)
+		if errors.Is(err, nemesis.ErrExited) {
+			res.Anomalies = append(res.Anomalies, check.Anomaly{Checker: NameRecovery,
+				Message: fmt.Sprintf("before the final restart: %v", err)})
+			continue
+		}
+		if err != nil {
 			return res, fmt.Errorf("suite: kill n%d: %w", i+1, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
@@ -19,6 +20,19 @@ import (
 type web struct {
 	tls   *tls.Config // nil: plain HTTP
 	token string
+	// kept holds one client per address for the harness's own
+	// questions, asked many times a second: a new client each time
+	// would pay a TLS handshake each time.
+	kept *keptClients
+}
+
+type keptClients struct {
+	mu sync.Mutex
+	by map[string]*testutil.Client
+}
+
+func newWeb(tlsCfg *tls.Config, token string) web {
+	return web{tls: tlsCfg, token: token, kept: &keptClients{by: map[string]*testutil.Client{}}}
 }
 
 // url is the base URL of the API at addr.
@@ -38,8 +52,27 @@ func (w web) client(base string) *testutil.Client {
 	return testutil.NewTLSClient(base, w.tls.Clone(), w.token)
 }
 
-// clientOf returns a client of the API at addr.
-func (w web) clientOf(addr string) *testutil.Client { return w.client(w.url(addr)) }
+// clientOf returns the harness's client of the API at addr, kept for
+// later calls; callers do not close it.
+func (w web) clientOf(addr string) *testutil.Client {
+	w.kept.mu.Lock()
+	defer w.kept.mu.Unlock()
+	c := w.kept.by[addr]
+	if c == nil {
+		c = w.client(w.url(addr))
+		w.kept.by[addr] = c
+	}
+	return c
+}
+
+// close drops the kept clients' idle connections.
+func (w web) close() {
+	w.kept.mu.Lock()
+	defer w.kept.mu.Unlock()
+	for _, c := range w.kept.by {
+		c.Close()
+	}
+}
 
 // waitReady polls every endpoint's /readyz until all answer 200.
 func (w web) waitReady(endpoints []string, timeout time.Duration) error {
@@ -68,7 +101,6 @@ func (w web) removeNode(addr, id string, timeout time.Duration) (int, string, er
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c := w.clientOf(addr)
-	defer c.Close()
 	var out wire.RemoveNodeResponse
 	status, err := c.Post(ctx, wire.PathRemoveNode, wire.RemoveNodeRequest{Node: id}, &out)
 	if status != 0 {
@@ -110,7 +142,6 @@ func (w web) getJSON(addr, path string, out any) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	c := w.clientOf(addr)
-	defer c.Close()
 	status, body, err := c.Get(ctx, path)
 	if err != nil {
 		return 0, err
