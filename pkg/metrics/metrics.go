@@ -91,7 +91,7 @@ func New(src Source) *Metrics {
 		}, []string{"op"}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kahuna_forwarded_requests_total",
-			Help: "Lock requests this node passed to another node, the partition's leader.",
+			Help: "Lock requests this node passed to another node, the partition's leader, that the leader answered.",
 		}),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kahuna_batch_commands",
