@@ -2,7 +2,9 @@ package check
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -38,38 +40,64 @@ func DurableAfterRestart(before chaos.History, after []chaos.Op, opt Options) []
 	_, postBy := chaos.ByLock(post)
 	keys, _ := chaos.ByLock(append(append([]chaos.Op(nil), pre...), post...))
 
-	model := lockModel()
+	var deadline time.Time
+	if opt.Timeout > 0 {
+		deadline = start.Add(opt.Timeout)
+	}
+	// Each lock on its own, on every core: one hard lock must not use up
+	// the time of all the others (as Linearizable does).
+	found := make([]*Anomaly, len(keys))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			model := lockModel()
+			for i := range work {
+				found[i] = durableLock(model, keys[i], preBy[keys[i]], postBy[keys[i]], deadline, opt)
+			}
+		}()
+	}
+	for i := range keys {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 	var out []Anomaly
-	for _, k := range keys {
-		reads := postBy[k]
-		if len(reads) == 0 {
-			if acked := acknowledgedWrites(preBy[k]); len(acked) > 0 {
-				out = append(out, Anomaly{
-					Checker: NameDurability, Lock: k, Unknown: true,
-					Message: "not verified: no read after the restart", Ops: lastWrites(acked),
-				})
-			}
-			continue
+	for _, a := range found {
+		if a != nil {
+			out = append(out, *a)
 		}
-		var deadline time.Time
-		if opt.Timeout > 0 {
-			if deadline = start.Add(opt.Timeout); !time.Now().Before(deadline) {
-				out = append(out, Anomaly{Checker: NameDurability, Lock: k, Unknown: true, Message: "not checked: the timeout ran out first"})
-				continue
-			}
-		}
-		all := append(append([]chaos.Op(nil), preBy[k]...), reads...)
-		switch res, _ := search(model, all, opt.LeaseSlack, deadline); res {
-		case porcupine.Ok:
-			continue
-		case porcupine.Unknown:
-			out = append(out, Anomaly{Checker: NameDurability, Lock: k, Unknown: true,
-				Message: fmt.Sprintf("not decided within the %v timeout (%d ops)", opt.Timeout, len(all))})
-			continue
-		}
-		out = append(out, lossAnomaly(k, preBy[k], reads, opt))
 	}
 	return out
+}
+
+// durableLock checks one lock: its writes before the restart, then its
+// reads after. nil means it passed.
+func durableLock(model porcupine.Model, k chaos.LockKey, pre, reads []chaos.Op, deadline time.Time, opt Options) *Anomaly {
+	if len(reads) == 0 {
+		if acked := acknowledgedWrites(pre); len(acked) > 0 {
+			return &Anomaly{
+				Checker: NameDurability, Lock: k, Unknown: true,
+				Message: "not verified: no read after the restart", Ops: lastWrites(acked),
+			}
+		}
+		return nil
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return &Anomaly{Checker: NameDurability, Lock: k, Unknown: true, Message: "not checked: the timeout ran out first"}
+	}
+	all := append(append([]chaos.Op(nil), pre...), reads...)
+	switch res, _ := search(model, all, opt.LeaseSlack, deadline); res {
+	case porcupine.Ok:
+		return nil
+	case porcupine.Unknown:
+		return &Anomaly{Checker: NameDurability, Lock: k, Unknown: true,
+			Message: fmt.Sprintf("not decided within the %v timeout (%d ops)", opt.Timeout, len(all))}
+	}
+	a := lossAnomaly(k, pre, reads, opt)
+	return &a
 }
 
 // acknowledgedWrites are the definite replies that changed a lock: grants

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kahuna-go/kahuna/internal/chaos"
+	"github.com/kahuna-go/kahuna/internal/chaos/check"
 	"github.com/kahuna-go/kahuna/internal/chaos/nemesis"
 	"github.com/kahuna-go/kahuna/internal/chaos/workload"
 	"github.com/kahuna-go/kahuna/internal/netlab"
@@ -28,6 +30,8 @@ var (
 	flagClients   = flag.Int("chaos.clients", 12, "concurrent workload clients")
 	flagProcesses = flag.Bool("chaos.processes", false, "run real kahunad processes instead of in-process servers")
 	flagNetns     = flag.Bool("chaos.netns", false, "with -chaos.processes: run each process in its own network namespace, so partitions apply")
+	flagRecheck   = flag.String("chaos.recheck", "", "check a saved run's history.jsonl in this folder again, with -chaos.check-timeout, instead of running")
+	flagCheckTime = flag.Duration("chaos.check-timeout", 0, "the checkers' time budget (default: a tenth of the run, at least 2m; with -chaos.recheck: 30m)")
 	flagSecure    = flag.Bool("chaos.secure", false, "with -chaos.processes: HTTPS on the API, mutual TLS between nodes, an encrypted gossip ring and tokens")
 	flagLogStore  = flag.String("chaos.log-store", string(partition.DefaultLogStore), "Raft log engine of every node: wal or boltdb")
 	flagArtifacts = flag.String("chaos.artifacts", "", "folder for a failed run's history and reports (default: a new folder under the temp dir)")
@@ -75,6 +79,10 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos runs take tens of seconds")
 	}
+	if *flagRecheck != "" {
+		recheck(t, *flagRecheck)
+		return
+	}
 	if *flagDuration > 0 {
 		kinds, err := nemesis.Parse(*flagNemeses)
 		if err != nil {
@@ -119,6 +127,26 @@ func TestChaos(t *testing.T) {
 	r = run{seed: 7, nodes: 3, duration: 12 * time.Second, brisk: true, processes: true, netns: netlab.Available() == nil,
 		secure: true, store: partition.DefaultLogStore}
 	t.Run(r.name(), func(t *testing.T) { experiment(t, r) })
+}
+
+// recheck judges a saved history again and prints the checks' table.
+func recheck(t *testing.T, dir string) {
+	h, err := chaos.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := check.Options{LeaseSlack: Config{}.withDefaults().LeaseSlack, Timeout: cmp.Or(*flagCheckTime, 30*time.Minute)}
+	rep, err := Recheck(h, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Print(rep.Summary.String())
+	for _, a := range rep.Anomalies {
+		fmt.Println(a)
+	}
+	if !rep.Passed() {
+		t.Fatalf("%d anomalies or undecided locks", len(rep.Anomalies))
+	}
 }
 
 func (r run) name() string {
@@ -204,6 +232,7 @@ func experiment(t *testing.T, r run) {
 		Nemeses:      r.nemeses,
 		Membership:   limits,
 		Duration:     r.duration,
+		CheckTimeout: *flagCheckTime,
 		Seed:         r.seed,
 		ArtifactsDir: dir,
 		Log:          slog.New(slog.NewTextHandler(testWriter{t}, nil)),

@@ -228,6 +228,40 @@ func Run(cfg Config, t Target) (Result, error) {
 	return res, nil
 }
 
+// Client numbers of the suite's own operations: the workload's clients
+// count from 0, the recovery probe's from probeClients, and the reads
+// after the final restart from readBackClients, so that a saved history
+// tells them apart (Recheck).
+const (
+	probeClients    = 1000
+	readBackClients = 2000
+)
+
+// Recheck runs the history checkers again over a saved run's history
+// (chaos.Load), with opt's budget: for a long run whose search ran out of
+// time. The reads after the final restart are told apart by their client
+// numbers.
+func Recheck(h chaos.History, opt check.Options) (check.Report, error) {
+	report, err := check.Run(h, opt)
+	if err != nil {
+		return report, fmt.Errorf("suite: %w", err)
+	}
+	var before chaos.History
+	var after []chaos.Op
+	for _, o := range h.Ops {
+		if o.Client >= readBackClients {
+			after = append(after, o)
+		} else {
+			before.Ops = append(before.Ops, o)
+		}
+	}
+	start := time.Now()
+	durability := check.DurableAfterRestart(before, after, opt)
+	report.Summary.Add(check.NameDurability, durability, time.Since(start))
+	report.Anomalies = append(report.Anomalies, durability...)
+	return report, nil
+}
+
 // Names of the suite's own checks, beside check's.
 const (
 	NameRecovery = "recovery"
@@ -284,7 +318,7 @@ func probeRecovery(cfg Config, rec *chaos.Recorder) Recovery {
 			defer func() { <-sem }()
 			took[i] = -1
 			for try := 0; time.Since(start) < cfg.RecoveryBound; try++ {
-				op := chaos.Op{Client: 1000 + i, Kind: chaos.TryLock, Resource: k.Resource, Durability: k.Durability,
+				op := chaos.Op{Client: probeClients + i, Kind: chaos.TryLock, Resource: k.Resource, Durability: k.Durability,
 					Owner: fmt.Sprintf("recovery/%d", i), TTL: time.Minute, Wait: 2 * time.Second}
 				if done := nodes.Do(rec, (i+try)%nodes.Len(), op, 2*time.Second); done.Is(chaos.TypeLocked) {
 					took[i] = time.Since(start)
@@ -324,7 +358,7 @@ func readBack(cfg Config, rec *chaos.Recorder) {
 			defer wg.Done()
 			deadline := time.Now().Add(30 * time.Second)
 			for try := 0; time.Now().Before(deadline); try++ {
-				op := chaos.Op{Client: 2000 + i, Kind: chaos.GetInfo, Resource: r, Durability: chaos.Persistent}
+				op := chaos.Op{Client: readBackClients + i, Kind: chaos.GetInfo, Resource: r, Durability: chaos.Persistent}
 				if nodes.Do(rec, (i+try)%nodes.Len(), op, 2*time.Second).Definite {
 					return
 				}
