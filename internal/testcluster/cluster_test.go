@@ -47,6 +47,22 @@ func expect(t *testing.T, want int) func(testutil.Reply, error) testutil.Reply {
 	}
 }
 
+// lockRetrying takes a lock, sending the same request again on 101 (the
+// contract's answer when leadership moved mid-commit; a retry by the same
+// owner is safe), as a client does.
+func lockRetrying(t *testing.T, cl *testutil.Client, req testutil.LockRequest) testutil.Reply {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rep, err := cl.TryLock(Ctx(t), req)
+		if err == nil && rep.Type == testutil.MustRetry && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		return expect(t, testutil.Locked)(rep, err)
+	}
+}
+
 // TestFormationInAnyOrder starts three nodes in a scrambled order, staggered,
 // each told about all three, and checks that they form one cluster: every
 // partition has the three voters, every node sees the others alive, and
@@ -499,7 +515,7 @@ func TestJoinedNodeServesAfterRestart(t *testing.T) {
 	cl := c.Nodes[0].Client()
 	defer cl.Close()
 	for i := range 60 {
-		expect(t, testutil.Locked)(cl.TryLock(Ctx(t), lockReq(fmt.Sprintf("before-join/%d", i), "a", time.Hour)))
+		lockRetrying(t, cl, lockReq(fmt.Sprintf("before-join/%d", i), "a", time.Hour))
 	}
 	time.Sleep(300 * time.Millisecond) // a few snapshot intervals
 	n4, err := c.Join("n4", func(cfg *server.Config) {

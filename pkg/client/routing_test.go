@@ -119,7 +119,11 @@ func TestLockRequestsGoStraightToTheLeader(t *testing.T) {
 	// Kill partition 0's leader: requests keep succeeding (the dead
 	// endpoint is skipped, a survivor forwards) and the client learns the
 	// new leader.
-	killed := tc.LeaderIndex(0)
+	var killed int
+	tc.WaitFor(10*time.Second, "partition 0 has a leader", func() bool {
+		killed = tc.LeaderIndex(0)
+		return killed >= 0
+	})
 	tc.Kill(killed)
 	tc.WaitFor(10*time.Second, "try-locks of partition 0 routed to its new leader", func() bool {
 		got := cycle(c, rec, resources[0])
