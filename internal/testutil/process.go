@@ -35,11 +35,24 @@ func BuildKahunad(pkg, out string) error {
 	return nil
 }
 
+// Test ports come from below the kernel's ephemeral range (32768 and up on
+// Linux), from which it picks the source port of every outgoing
+// connection: a port found free there and bound by a kahunad a moment
+// later could be taken in between by any test's dial, and the node failed
+// with "address already in use". Each test binary starts at its own place
+// in the range, so that two binaries running at once rarely meet; a port
+// that does not bind is skipped.
+const (
+	portLow  = 10000
+	portHigh = 32000
+)
+
 var (
 	portsMu sync.Mutex
 	// handedOut keeps one test binary from handing the same port to two
-	// parallel tests; the kernel may reuse a closed ephemeral port.
+	// parallel tests.
 	handedOut = map[string]bool{}
+	nextPort  = portLow + (os.Getpid()*7919)%(portHigh-portLow)
 )
 
 // FreeAddr returns a 127.0.0.1:port address that was free a moment ago and
@@ -48,19 +61,18 @@ func FreeAddr(t testing.TB) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("finding a free port: %v", err)
+	for range portHigh - portLow {
+		addr := fmt.Sprintf("127.0.0.1:%d", nextPort)
+		if nextPort++; nextPort >= portHigh {
+			nextPort = portLow
 		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !handedOut[addr] {
-			handedOut[addr] = true
-			return addr
+		if handedOut[addr] || !CanListen(addr) {
+			continue
 		}
+		handedOut[addr] = true
+		return addr
 	}
-	t.Fatal("finding a free port: no new port after 100 tries")
+	t.Fatal("finding a free port: none left below the ephemeral range")
 	return ""
 }
 
