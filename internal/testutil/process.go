@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -39,9 +40,10 @@ func BuildKahunad(pkg, out string) error {
 // Linux), from which it picks the source port of every outgoing
 // connection: a port found free there and bound by a kahunad a moment
 // later could be taken in between by any test's dial, and the node failed
-// with "address already in use". Each test binary starts at its own place
-// in the range, so that two binaries running at once rarely meet; a port
-// that does not bind is skipped.
+// with "address already in use". Ports are drawn at random from the range,
+// so that two test binaries running at once rarely meet and a script that
+// takes the ports next to one it was given (cluster/local.sh add) finds
+// them free; a port that does not bind is skipped.
 const (
 	portLow  = 10000
 	portHigh = 32000
@@ -52,7 +54,6 @@ var (
 	// handedOut keeps one test binary from handing the same port to two
 	// parallel tests.
 	handedOut = map[string]bool{}
-	nextPort  = portLow + (os.Getpid()*7919)%(portHigh-portLow)
 )
 
 // FreeAddr returns a 127.0.0.1:port address that was free a moment ago and
@@ -61,18 +62,15 @@ func FreeAddr(t testing.TB) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range portHigh - portLow {
-		addr := fmt.Sprintf("127.0.0.1:%d", nextPort)
-		if nextPort++; nextPort >= portHigh {
-			nextPort = portLow
-		}
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", portLow+rand.IntN(portHigh-portLow))
 		if handedOut[addr] || !CanListen(addr) {
 			continue
 		}
 		handedOut[addr] = true
 		return addr
 	}
-	t.Fatal("finding a free port: none left below the ephemeral range")
+	t.Fatal("finding a free port: 1000 tries below the ephemeral range found none")
 	return ""
 }
 
