@@ -2,9 +2,7 @@ package check
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -44,26 +42,11 @@ func DurableAfterRestart(before chaos.History, after []chaos.Op, opt Options) []
 	if opt.Timeout > 0 {
 		deadline = start.Add(opt.Timeout)
 	}
-	// Each lock on its own, on every core: one hard lock must not use up
-	// the time of all the others (as Linearizable does).
 	found := make([]*Anomaly, len(keys))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(keys)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			model := lockModel()
-			for i := range work {
-				found[i] = durableLock(model, keys[i], preBy[keys[i]], postBy[keys[i]], deadline, opt)
-			}
-		}()
-	}
-	for i := range keys {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	model := lockModel()
+	eachLock(len(keys), func(i int) {
+		found[i] = durableLock(model, keys[i], preBy[keys[i]], postBy[keys[i]], deadline, opt)
+	})
 	var out []Anomaly
 	for _, a := range found {
 		if a != nil {

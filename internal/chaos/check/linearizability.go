@@ -58,27 +58,14 @@ func Linearizable(h chaos.History, opt Options) LinearizabilityReport {
 		deadline = start.Add(opt.Timeout)
 	}
 	model := lockModel()
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(keys)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				if !deadline.IsZero() && time.Until(deadline) <= 0 {
-					results[i] = outcome{result: porcupine.Unknown}
-					continue
-				}
-				res, info := search(model, groups[keys[i]], opt.LeaseSlack, deadline)
-				results[i] = outcome{result: res, info: info, ran: true}
-			}
-		}()
-	}
-	for i := range keys {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	eachLock(len(keys), func(i int) {
+		if !deadline.IsZero() && time.Until(deadline) <= 0 {
+			results[i] = outcome{result: porcupine.Unknown}
+			return
+		}
+		res, info := search(model, groups[keys[i]], opt.LeaseSlack, deadline)
+		results[i] = outcome{result: res, info: info, ran: true}
+	})
 
 	for i, k := range keys {
 		o := results[i]
@@ -261,4 +248,25 @@ func illegalAnomaly(model porcupine.Model, k chaos.LockKey, ops []chaos.Op, info
 	}
 	a.Ops = next
 	return a
+}
+
+// eachLock calls check(i) for i in [0, n), on every core: locks are
+// independent, and one hard lock must not hold the others up.
+func eachLock(n int, check func(i int)) {
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				check(i)
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 }
