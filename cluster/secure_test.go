@@ -15,18 +15,6 @@ import (
 	"github.com/kahuna-go/kahuna/internal/testutil"
 )
 
-// bearer adds a token to every request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
-}
-
 // httpsClient is a client of https://addr trusting the CA in caFile, sending
 // token when it is not empty.
 func httpsClient(t *testing.T, addr, caFile, token string) *testutil.Client {
@@ -39,13 +27,8 @@ func httpsClient(t *testing.T, addr, caFile, token string) *testutil.Client {
 	if !roots.AppendCertsFromPEM(pem) {
 		t.Fatalf("no certificate in %s", caFile)
 	}
-	cl := testutil.NewClient("https://" + addr)
-	tr := cl.HTTP.Transport.(*http.Transport)
-	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if token != "" {
-		cl.HTTP.Transport = bearer{token: token, next: tr}
-	}
-	t.Cleanup(func() { tr.CloseIdleConnections() })
+	cl := testutil.NewTLSClient("https://"+addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, token)
+	t.Cleanup(cl.Close)
 	return cl
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -547,23 +546,6 @@ func TestDashboardBrowser(t *testing.T) {
 	t.Logf("browser test took %v", time.Since(start).Round(time.Second))
 }
 
-// bearer adds a token to every request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(r)
-}
-
-func withToken(c *testutil.Client, token string) *testutil.Client {
-	c.HTTP.Transport = bearer{token, c.HTTP.Transport}
-	return c
-}
-
 // TestDashboardAuth drives the page on a cluster with --auth-file: no token
 // and a wrong one show 401, a read token sees everything but may not
 // force-unlock (403), an admin token may, and the token lives in the tab's
@@ -579,7 +561,8 @@ func TestDashboardAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := testcluster.Start(t, testcluster.Options{Nodes: 3, Mutate: func(_ int, cfg *server.Config) { cfg.AuthFile = file }})
-	admin := withToken(c.Node(1).Client(), adminToken)
+	admin := c.Node(1).Client()
+	admin.Token = adminToken
 	lock(t, admin, "auth/held", "batch-9", testutil.Persistent)
 
 	d := openBrowser(t, 1280, 900)
