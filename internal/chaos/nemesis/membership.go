@@ -359,14 +359,12 @@ func (m *changer) remove(f *Fault) {
 		m.removeNode(f, m.pending[0].node, false)
 		return
 	}
-	free := m.in.free()
-	if len(free) == 0 || len(m.c.Members()) <= m.lim.Min {
+	if len(m.c.Members()) <= m.lim.Min {
 		f.Outcome, f.Detail = "skipped", "no member free to remove"
 		return
 	}
-	victim := free[m.rng.Intn(len(free))]
-	if len(m.in.claim(Remove, victim)) == 0 {
-		f.Outcome, f.Detail = "skipped", fmt.Sprintf("%s was taken by another fault", m.c.ID(victim))
+	victim, ok := m.claimVictim(f, Remove)
+	if !ok {
 		return
 	}
 	if left, ok := m.votersLeft(victim); !ok || left < m.lim.Min {
@@ -378,17 +376,27 @@ func (m *changer) remove(f *Fault) {
 	m.removeNode(f, victim, false)
 }
 
+// claimVictim picks a random member no other fault holds and claims it
+// for a change of kind k; if there is none, it marks f skipped.
+func (m *changer) claimVictim(f *Fault, k Kind) (int, bool) {
+	free := m.in.free()
+	if len(free) == 0 {
+		f.Outcome, f.Detail = "skipped", fmt.Sprintf("no member free to %s", k)
+		return -1, false
+	}
+	victim := free[m.rng.Intn(len(free))]
+	if len(m.in.claim(k, victim)) == 0 {
+		f.Outcome, f.Detail = "skipped", fmt.Sprintf("%s was taken by another fault", m.c.ID(victim))
+		return -1, false
+	}
+	return victim, true
+}
+
 // replace kills a member, wipes its data, adds a new node and removes
 // the dead member.
 func (m *changer) replace(f *Fault) {
-	free := m.in.free()
-	if len(free) == 0 {
-		f.Outcome, f.Detail = "skipped", "no member free to replace"
-		return
-	}
-	victim := free[m.rng.Intn(len(free))]
-	if len(m.in.claim(Replace, victim)) == 0 {
-		f.Outcome, f.Detail = "skipped", fmt.Sprintf("%s was taken by another fault", m.c.ID(victim))
+	victim, ok := m.claimVictim(f, Replace)
+	if !ok {
 		return
 	}
 	if err := m.c.Kill(victim); err != nil {
