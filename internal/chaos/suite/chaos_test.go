@@ -34,6 +34,7 @@ var (
 	flagCheckTime = flag.Duration("chaos.check-timeout", 0, "the checkers' time budget (default: a tenth of the run, at least 2m; with -chaos.recheck: 30m)")
 	flagSecure    = flag.Bool("chaos.secure", false, "with -chaos.processes: HTTPS on the API, mutual TLS between nodes, an encrypted gossip ring and tokens")
 	flagLogStore  = flag.String("chaos.log-store", string(partition.DefaultLogStore), "Raft log engine of every node: wal or boltdb")
+	flagHotGen    = flag.Duration("chaos.hot-generation", 0, "how long the hot locks keep one set of names before the workload moves to fresh ones (default 20s)")
 	flagArtifacts = flag.String("chaos.artifacts", "", "folder for a failed run's history and reports (default: a new folder under the temp dir)")
 )
 
@@ -228,7 +229,7 @@ func experiment(t *testing.T, r run) {
 		defer os.Remove(dir) // only if empty: a failed run keeps its files
 	}
 	cfg := Config{
-		Workload:     workload.Config{Clients: r.clients},
+		Workload:     workload.Config{Clients: r.clients, HotGeneration: *flagHotGen},
 		Nemeses:      r.nemeses,
 		Membership:   limits,
 		Duration:     r.duration,
