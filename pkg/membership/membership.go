@@ -95,6 +95,9 @@ type Timings struct {
 	SuspicionMult  int
 	// JoinRetry is how often a node retries --join until it reaches a peer.
 	JoinRetry time.Duration
+	// Reconnect is how often a node tries to reach the members it sees
+	// as failed (SetWanted).
+	Reconnect time.Duration
 }
 
 // LANTimings are memberlist's LAN defaults.
@@ -106,6 +109,7 @@ func LANTimings() Timings {
 		GossipInterval: c.GossipInterval,
 		SuspicionMult:  c.SuspicionMult,
 		JoinRetry:      time.Second,
+		Reconnect:      2 * time.Second,
 	}
 }
 
@@ -117,6 +121,7 @@ func FastTimings() Timings {
 		GossipInterval: 20 * time.Millisecond,
 		SuspicionMult:  2,
 		JoinRetry:      100 * time.Millisecond,
+		Reconnect:      200 * time.Millisecond,
 	}
 }
 
@@ -151,6 +156,9 @@ type Config struct {
 	Join    []string
 	Timings Timings
 	Logger  *slog.Logger
+
+	// transport replaces memberlist's UDP/TCP transport; tests cut it.
+	transport memberlist.Transport
 }
 
 // Membership is this node's view of the cluster.
@@ -164,6 +172,8 @@ type Membership struct {
 	meta    meta
 	members map[string]Member
 	changed chan struct{}
+	// wanted filters the failed members worth reaching (SetWanted).
+	wanted func(id string) bool
 
 	stop chan struct{}
 	once sync.Once
@@ -219,6 +229,9 @@ func Start(cfg Config) (*Membership, error) {
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	mc.Logger = logging.StdLogger(cfg.Logger.With("component", "memberlist"))
+	if cfg.transport != nil {
+		mc.Transport = cfg.transport
+	}
 	if cfg.AdvertiseAddr != "" {
 		ip, aport, err := resolve(cfg.AdvertiseAddr)
 		if err != nil {
@@ -236,6 +249,10 @@ func Start(cfg Config) (*Membership, error) {
 	if len(cfg.Join) > 0 {
 		m.wg.Add(1)
 		go m.joinLoop()
+	}
+	if cfg.Timings.Reconnect > 0 {
+		m.wg.Add(1)
+		go m.reconnectLoop()
 	}
 	return m, nil
 }
@@ -284,6 +301,71 @@ func (m *Membership) joinLoop() {
 		}
 		t.Reset(m.cfg.Timings.JoinRetry)
 	}
+}
+
+// reconnectLoop reaches out to failed members, the way Serf does for
+// Consul. A push/pull with a failed member that is in fact up shows each
+// side that the other saw it dead; both refute with a new incarnation, and
+// the next push/pull carries those: two rounds bring a healed partition
+// back together. Each attempt runs on its own, as dialing a dead host can
+// take memberlist's whole TCP timeout, and stopping does not wait for one:
+// all a late push/pull can tell a peer is that this node is alive at its
+// last incarnation, which never outweighs the peer's news of its death or
+// leave at that same incarnation.
+func (m *Membership) reconnectLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.Timings.Reconnect)
+	defer t.Stop()
+	var (
+		mu       sync.Mutex
+		inFlight = map[string]bool{}
+	)
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		for _, mem := range m.Members() {
+			if mem.State != StateFailed || mem.GossipAddr == "" || !m.wants(mem.ID) {
+				continue
+			}
+			mu.Lock()
+			busy := inFlight[mem.ID]
+			inFlight[mem.ID] = true
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			go func() {
+				defer func() {
+					mu.Lock()
+					delete(inFlight, mem.ID)
+					mu.Unlock()
+				}()
+				if _, err := m.ml.Join([]string{mem.GossipAddr}); err == nil {
+					m.log.Debug("reached a failed member", "node", mem.ID)
+				}
+			}()
+		}
+	}
+}
+
+// SetWanted says which failed members are still worth reaching: memberlist
+// never contacts a failed node again, so after a network partition heals,
+// two sides that each saw the other fail would otherwise stay apart for
+// good. Until it is set, every failed member is.
+func (m *Membership) SetWanted(wanted func(id string) bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.wanted = wanted
+}
+
+func (m *Membership) wants(id string) bool {
+	m.mu.Lock()
+	wanted := m.wanted
+	m.mu.Unlock()
+	return wanted == nil || wanted(id)
 }
 
 // Self is this node.

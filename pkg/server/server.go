@@ -402,6 +402,9 @@ func New(cfg Config) (_ *Server, err error) {
 	} else {
 		s.members.SetPartitions(s.parts.Count(), string(s.data.meta.LogStore))
 	}
+	// A failed member is sought out again only while some partition still
+	// lists it: a dead node the cluster removed is left alone.
+	s.members.SetWanted(func(id string) bool { return s.MemberOf(id) >= 0 })
 
 	s.router = router.New(router.Config{
 		NodeID:     nodeID,
