@@ -114,6 +114,7 @@ type ClusterStatus struct {
 		CommitIndex  uint64   `json:"commitIndex"`
 		AppliedIndex uint64   `json:"appliedIndex"`
 		Voters       []string `json:"voters"`
+		NonVoters    []string `json:"nonVoters"`
 	} `json:"partitions"`
 }
 

@@ -89,7 +89,9 @@ func (c *Client) Probe(ctx context.Context, addr string, part int) (Probe, error
 	if err := resp.remoteError(); err != nil {
 		return Probe{}, err
 	}
-	return resp.probe, nil
+	p := resp.probe
+	p.Node = resp.servedFrom
+	return p, nil
 }
 
 // MemberOf asks the node at addr for the first partition whose

@@ -133,6 +133,9 @@ type response struct {
 
 // Probe is what a node says of itself.
 type Probe struct {
+	// Node is the ID of the node that answered: whoever holds the address
+	// now, which after a replacement need not be the node asked for.
+	Node  string
 	Ready bool
 	// Reason says why a node is not ready.
 	Reason string

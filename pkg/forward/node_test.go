@@ -66,7 +66,8 @@ func serveNode(t *testing.T, node Node) (*Client, string) {
 }
 
 // TestProbeAndRemove asks a node about itself and for a removal over the
-// internal port: the answers and the membership refusals survive the hop.
+// internal port: the answers (with the ID of the node that gave them) and
+// the membership refusals survive the hop.
 func TestProbeAndRemove(t *testing.T) {
 	node := &fakeNode{}
 	cl, addr := serveNode(t, node)
@@ -76,7 +77,7 @@ func TestProbeAndRemove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := Probe{Ready: p != 2, Reason: fmt.Sprintf("asked about %d", p), Applied: uint64(1000 + p)}
+		want := Probe{Node: "n2", Ready: p != 2, Reason: fmt.Sprintf("asked about %d", p), Applied: uint64(1000 + p)}
 		if got != want {
 			t.Errorf("Probe(%d) = %+v, want %+v", p, got, want)
 		}

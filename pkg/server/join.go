@@ -271,25 +271,37 @@ func (s *Server) Probe(p int) forward.Probe {
 
 // peerReady asks node m, over the internal port, whether it can serve.
 func (s *Server) peerReady(ctx context.Context, m membership.Member) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	p, err := s.fwd.Probe(ctx, m.RaftAddr, -1)
+	p, err := s.probe(ctx, m, -1)
 	return err == nil && p.Ready
 }
 
 // peerReachable reports whether node m answers a probe on the internal
 // port at all.
 func (s *Server) peerReachable(ctx context.Context, m membership.Member) bool {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	_, err := s.fwd.Probe(ctx, m.RaftAddr, -1)
+	_, err := s.probe(ctx, m, -1)
 	return err == nil
 }
 
 // peerApplied asks node m how far it has applied partition p.
 func (s *Server) peerApplied(ctx context.Context, m membership.Member, p int) (uint64, error) {
+	pr, err := s.probe(ctx, m, p)
+	return pr.Applied, err
+}
+
+// errOtherNode: another node answers at a member's internal address.
+var errOtherNode = errors.New("another node answers at that address")
+
+// probe asks node m about itself (and partition p, -1 for none) on its
+// internal address. An answer from another node is no answer from m: after
+// a node was replaced by one at the same address, gossip can still show
+// the old one alive, or joining, for a while, and the cluster must not
+// add, promote or count it on the strength of its successor's reply.
+func (s *Server) probe(ctx context.Context, m membership.Member, p int) (forward.Probe, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	pr, err := s.fwd.Probe(ctx, m.RaftAddr, p)
-	return pr.Applied, err
+	if err == nil && pr.Node != m.ID {
+		return forward.Probe{}, fmt.Errorf("probing %s at %s: %w (%s)", m.ID, m.RaftAddr, errOtherNode, pr.Node)
+	}
+	return pr, err
 }
