@@ -222,6 +222,8 @@ func (c *Cluster) Join(id string, mutate func(cfg *server.Config)) (int, error) 
 	}
 	if mutate != nil {
 		mutate(&n.cfg)
+		// mutate may move the node, e.g. to a dead node's addresses.
+		n.HTTP, n.Raft, n.Gossip = n.cfg.HTTPAddr, n.cfg.RaftAddr, n.cfg.GossipAddr
 	}
 	srv, err := server.New(n.config())
 	if err != nil {

@@ -258,9 +258,41 @@ func (a *Autopilot) addJoiner(ctx context.Context, g *partition.Group, c partiti
 			a.Log.Warn("not adding a joining node that cannot be reached on the internal port (no or a foreign certificate?)", "partition", g.ID(), "node", id)
 			continue
 		}
+		if a.Reachable != nil && a.dropStaleHolder(ctx, g, c, v, m) {
+			return true
+		}
 		a.Log.Info("adding a joining node to the partition as a non-voter", "partition", g.ID(), "node", id)
 		if err := g.AddNonvoter(id, m.RaftAddr); err != nil {
 			a.Log.Warn("adding a non-voter failed", "partition", g.ID(), "node", id, "err", err)
+		}
+		return true
+	}
+	return false
+}
+
+// dropStaleHolder removes the member of c that is listed at the address
+// joiner m now answers on (Reachable proved it is m there), as Consul does
+// for a server that comes back at a dead one's address: a machine replaced
+// by one with the same IP. Raft refuses two servers at one address, and
+// every message sent to the old entry reaches the new node, so the entry
+// is dead whatever gossip still says of it. It goes first, if the voters
+// left keep a live quorum; the joiner is added in the next round. This may
+// leave fewer than minAutoVoters for a moment: that is the replacement
+// under way, not a shrinking cluster. Reports whether it acted.
+func (a *Autopilot) dropStaleHolder(ctx context.Context, g *partition.Group, c partition.Configuration, v view, m membership.Member) bool {
+	for _, s := range c.Servers {
+		if s.Addr != m.RaftAddr || s.ID == m.ID {
+			continue
+		}
+		if err := RemovalAllowed(c, s.ID, NewLiveness(ctx, v.members, a.Reachable).Live); err != nil {
+			a.Log.Warn("a joining node holds a member's address, and that member cannot be removed yet",
+				"partition", g.ID(), "node", m.ID, "member", s.ID, "addr", s.Addr, "err", err)
+			return true
+		}
+		a.Log.Warn("removing a member whose address a joining node now holds",
+			"partition", g.ID(), "member", s.ID, "node", m.ID, "addr", s.Addr)
+		if err := g.RemoveServer(s.ID); err != nil {
+			a.Log.Warn("removing the member failed", "partition", g.ID(), "member", s.ID, "err", err)
 		}
 		return true
 	}
