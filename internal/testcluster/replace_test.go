@@ -39,26 +39,7 @@ func TestReplacementAtTheDeadNodesAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"n1", "n2", "n4"}
-	var last string
-	c.WaitFor(30*time.Second, "n4 takes n3's place in every partition", func() bool {
-		st, err := cl.Status(Ctx(t))
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		for _, p := range st.Partitions {
-			voters := slices.Sorted(slices.Values(p.Voters))
-			if !slices.Equal(voters, want) || len(p.NonVoters) > 0 {
-				last = fmt.Sprintf("partition %d: voters %v, non-voters %v", p.ID, voters, p.NonVoters)
-				return false
-			}
-		}
-		return true
-	})
-	if t.Failed() {
-		t.Logf("last seen: %s", last)
-	}
+	waitVoters(t, cl, 30*time.Second, "n1", "n2", "n4")
 	c.WaitReady(15 * time.Second)
 	via := c.Node(n4).Client()
 	defer via.Close()
@@ -68,6 +49,82 @@ func TestReplacementAtTheDeadNodesAddress(t *testing.T) {
 			t.Fatalf("kept/%d after the replacement: %v; want owner a, token %d", i, info, h.Token())
 		}
 	}
+}
+
+// TestReplacementAtADeadAddressWaitsForAQuorum: while removing the dead
+// member whose address the newcomer took would leave its partitions
+// without a live quorum (another voter is down too), nothing is removed
+// and the newcomer waits; once that voter is back, the replacement goes
+// through.
+func TestReplacementAtADeadAddressWaitsForAQuorum(t *testing.T) {
+	c := Start(t, Options{Nodes: 3})
+	cl := c.Node(0).Client()
+	defer cl.Close()
+	held := lockRetrying(t, cl, lockReq("kept", "a", time.Hour))
+	dead := c.Node(2)
+	c.Kill(1)
+	c.Kill(2)
+	if _, err := c.Join("n4", func(cfg *server.Config) {
+		cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = dead.HTTP, dead.Raft, dead.Gossip
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Several autopilot rounds (200 ms apart): n3 must stay.
+	time.Sleep(3 * time.Second)
+	for p, voters := range configsOf(t, c.Node(0).Server()) {
+		if !slices.Contains(voters, "n3") {
+			t.Fatalf("partition %d dropped n3 with n2 down, leaving voters %v", p, voters)
+		}
+	}
+	c.StartNode(1)
+	waitVoters(t, cl, 30*time.Second, "n1", "n2", "n4")
+	info := expect(t, testutil.Got)(cl.GetInfo(Ctx(t), testutil.LockRequest{Resource: "kept", Durability: testutil.Persistent}))
+	if info.Owner != "a" || info.Token() != held.Token() {
+		t.Fatalf("kept after the replacement: %v; want owner a, token %d", info, held.Token())
+	}
+}
+
+// configsOf reads every partition's latest voters from srv itself (a node
+// without a quorum still answers for its own configuration).
+func configsOf(t *testing.T, srv *server.Server) [][]string {
+	t.Helper()
+	var out [][]string
+	for _, g := range srv.Partitions().Groups() {
+		cfg, err := g.Configuration()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, cfg.Voters())
+	}
+	return out
+}
+
+// waitVoters waits until every partition, as cl's node reports it, has
+// exactly the voters want and no non-voters.
+func waitVoters(t *testing.T, cl *testutil.Client, timeout time.Duration, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	last := "no answer yet"
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		st, err := cl.Status(Ctx(t))
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		done := true
+		for _, p := range st.Partitions {
+			voters := slices.Sorted(slices.Values(p.Voters))
+			if !slices.Equal(voters, want) || len(p.NonVoters) > 0 {
+				last = fmt.Sprintf("partition %d: voters %v, non-voters %v", p.ID, voters, p.NonVoters)
+				done = false
+				break
+			}
+		}
+		if done {
+			return
+		}
+	}
+	t.Fatalf("voters %v not reached within %v; last seen: %s", want, timeout, last)
 }
 
 // TestNoMemberOnAnotherNodesWord: gossip can name a joining node at an
