@@ -2,7 +2,6 @@ package suite
 
 import (
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -40,7 +39,7 @@ func TestNodesMeetAgainAfterALongPartition(t *testing.T) {
 	// Each side sees the other failed: the majority's dead-node clock runs.
 	failedAt := waitUntil(t, 30*time.Second, "each side sees the other failed", func() (bool, string) {
 		for i := range 5 {
-			st, err := p.status(i)
+			st, err := p.web.statusOf(p.node(i).node.HTTPAddr)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -64,7 +63,7 @@ func TestNodesMeetAgainAfterALongPartition(t *testing.T) {
 	}
 	waitUntil(t, 15*time.Second, "every node sees all five alive", func() (bool, string) {
 		for i := range 5 {
-			st, err := p.status(i)
+			st, err := p.web.statusOf(p.node(i).node.HTTPAddr)
 			if err != nil {
 				return false, err.Error()
 			}
@@ -127,16 +126,6 @@ func TestNodesMeetAgainAfterALongPartition(t *testing.T) {
 			t.Errorf("%s is not ready after the removal: %q %v", p.ID(i), reason, err)
 		}
 	}
-}
-
-// status is node i's view of the cluster.
-func (p *processes) status(i int) (wire.ClusterStatus, error) {
-	var st wire.ClusterStatus
-	code, err := p.web.getJSON(p.node(i).node.HTTPAddr, wire.PathClusterStatus, &st)
-	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("%s %s: HTTP %d", p.ID(i), wire.PathClusterStatus, code)
-	}
-	return st, err
 }
 
 func nodeState(st wire.ClusterStatus, id string) string {

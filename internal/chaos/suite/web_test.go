@@ -109,15 +109,21 @@ func (w web) removeNode(addr, id string, timeout time.Duration) (int, string, er
 	return status, out.Error, err
 }
 
-// configOf reads every partition's configuration from the node at addr.
-func (w web) configOf(addr string) ([]nemesis.PartitionConfig, error) {
+// statusOf is the node at addr's view of the cluster.
+func (w web) statusOf(addr string) (wire.ClusterStatus, error) {
 	var st wire.ClusterStatus
 	status, err := w.getJSON(addr, wire.PathClusterStatus, &st)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("%s %s: HTTP %d", addr, wire.PathClusterStatus, status)
+	}
+	return st, err
+}
+
+// configOf reads every partition's configuration from the node at addr.
+func (w web) configOf(addr string) ([]nemesis.PartitionConfig, error) {
+	st, err := w.statusOf(addr)
 	if err != nil {
 		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("%s: HTTP %d", wire.PathClusterStatus, status)
 	}
 	var out []nemesis.PartitionConfig
 	for _, ps := range st.Partitions {
