@@ -255,7 +255,7 @@ func (a *Autopilot) addJoiner(ctx context.Context, g *partition.Group, c partiti
 			continue
 		}
 		if a.Reachable != nil && !a.Reachable(ctx, m) {
-			a.Log.Warn("not adding a joining node that cannot be reached on the internal port (no or a foreign certificate?)", "partition", g.ID(), "node", id)
+			a.Log.Warn("not adding a joining node that cannot be reached on the internal port (no or a foreign certificate, or another node at its address?)", "partition", g.ID(), "node", id)
 			continue
 		}
 		if a.Reachable != nil && a.dropStaleHolder(ctx, g, c, v, m) {
