@@ -89,8 +89,11 @@ func TestSecureClusterKeepsIntrudersOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hdr := transport.Header{Kind: transport.KindForward}.Encode()
-	conn.Write(hdr[:])
+	hdr, err := transport.Header{Kind: transport.KindForward}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write(hdr)
 	conn.Write([]byte{0, 0, 0, 8, 2, 1, 1, 1, 1, 0, 0, 0})
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	if n, err := conn.Read(make([]byte, 64)); err == nil {

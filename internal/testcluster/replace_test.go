@@ -55,7 +55,9 @@ func TestReplacementAtTheDeadNodesAddress(t *testing.T) {
 // member whose address the newcomer took would leave its partitions
 // without a live quorum (another voter is down too), nothing is removed
 // and the newcomer waits; once that voter is back, the replacement goes
-// through.
+// through. Meanwhile the newcomer hears none of the Raft messages meant for
+// the dead member (it would answer them with a blank log), so n1 alone
+// leads nothing.
 func TestReplacementAtADeadAddressWaitsForAQuorum(t *testing.T) {
 	c := Start(t, Options{Nodes: 3})
 	cl := c.Node(0).Client()
@@ -64,9 +66,10 @@ func TestReplacementAtADeadAddressWaitsForAQuorum(t *testing.T) {
 	dead := c.Node(2)
 	c.Kill(1)
 	c.Kill(2)
-	if _, err := c.Join("n4", func(cfg *server.Config) {
+	n4, err := c.Join("n4", func(cfg *server.Config) {
 		cfg.HTTPAddr, cfg.RaftAddr, cfg.GossipAddr = dead.HTTP, dead.Raft, dead.Gossip
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// Several autopilot rounds (200 ms apart): n3 must stay.
@@ -74,6 +77,16 @@ func TestReplacementAtADeadAddressWaitsForAQuorum(t *testing.T) {
 	for p, voters := range configsOf(t, c.Node(0).Server()) {
 		if !slices.Contains(voters, "n3") {
 			t.Fatalf("partition %d dropped n3 with n2 down, leaving voters %v", p, voters)
+		}
+	}
+	for _, g := range c.Node(n4).Server().Partitions().Groups() {
+		if st := g.Status(); st.Term != 0 || st.LastIndex != 0 {
+			t.Fatalf("n4 took Raft messages meant for n3 in partition %d: term %d, last index %d", st.ID, st.Term, st.LastIndex)
+		}
+	}
+	for _, g := range c.Node(0).Server().Partitions().Groups() {
+		if st := g.Status(); st.Serving {
+			t.Fatalf("n1 serves partition %d with n2 down and n3 dead", st.ID)
 		}
 	}
 	c.StartNode(1)

@@ -110,7 +110,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		return nil, fmt.Errorf("partition %d: %w", id, err)
 	}
 	cleanup = append(cleanup, g.layer)
-	g.trans = newVoteRelay(raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	g.trans = newVoteRelay(transport.NewRaftTransport(&raft.NetworkTransportConfig{
 		Stream:  g.layer,
 		MaxPool: 3,
 		// 1 turns off pipelined replication. In hashicorp/raft v1.7.3 a

@@ -64,6 +64,7 @@ func startNode(t testing.TB, id, dir, addr string, count int, mutate func(*Confi
 		t.Fatal(err)
 	}
 	mux := transport.NewMux(ln, nil, logging.Discard())
+	mux.SetNodeID(id)
 	go mux.Serve()
 	cfg := testConfig(id, dir, count)
 	cfg.Mux = mux

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/kahuna-go/kahuna/pkg/transport"
 )
 
 // voteRelay is the partition's Raft transport with one correction on the
@@ -27,7 +29,7 @@ import (
 // or demoted it, so the log rule still refuses it; and a pre-vote it fails
 // raises no term.
 type voteRelay struct {
-	*raft.NetworkTransport
+	transport.RaftTransport
 	self   raft.ServerID
 	latest atomic.Pointer[func() raft.Configuration]
 	ch     chan raft.RPC
@@ -35,8 +37,8 @@ type voteRelay struct {
 	once   sync.Once
 }
 
-func newVoteRelay(t *raft.NetworkTransport, self raft.ServerID) *voteRelay {
-	r := &voteRelay{NetworkTransport: t, self: self, ch: make(chan raft.RPC), done: make(chan struct{})}
+func newVoteRelay(t transport.RaftTransport, self raft.ServerID) *voteRelay {
+	r := &voteRelay{RaftTransport: t, self: self, ch: make(chan raft.RPC), done: make(chan struct{})}
 	go r.run()
 	return r
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/kahuna-go/kahuna/pkg/logging"
@@ -143,6 +144,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"negative expect": func(c *Config) { c.BootstrapExpect = -1 },
 		"bad advertise":   func(c *Config) { c.AdvertiseRaft = "nope" },
 		"bad log store":   func(c *Config) { c.LogStore = "rocksdb" },
+		"long node ID":    func(c *Config) { c.NodeID = strings.Repeat("n", 256) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig(t)

@@ -201,6 +201,9 @@ func (c *Config) defaults() {
 func (c *Config) joining() bool { return len(c.Join) > 0 && c.BootstrapExpect <= 1 }
 
 func (c *Config) validate() error {
+	if len(c.NodeID) > transport.MaxNodeIDLen {
+		return fmt.Errorf("%w: --node-id is %d bytes long, at most %d", ErrConfig, len(c.NodeID), transport.MaxNodeIDLen)
+	}
 	if c.BootstrapExpect < 1 {
 		return fmt.Errorf("%w: --bootstrap-expect must be at least 1, got %d", ErrConfig, c.BootstrapExpect)
 	}
@@ -339,6 +342,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("%w: --advertise-raft %s: %w", ErrConfig, s.raftAddr, err)
 	}
 	s.mux = transport.NewMux(s.raftLn, raftAdvertise, s.log.With("component", "mux"))
+	s.mux.SetNodeID(nodeID)
 	if s.peerTLS != nil {
 		s.mux.SetTLS(s.peerTLS.PeerServerConfig(), s.peerTLS.PeerClientConfig())
 	}

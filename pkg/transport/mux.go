@@ -1,7 +1,8 @@
 // Package transport multiplexes every internal stream of a node (one Raft
 // transport per partition, and node-to-node request forwarding) over a single
-// TCP port. Each inbound connection starts with a 4-byte header naming the
-// service it is for; the mux reads it and hands the connection over.
+// TCP port. Each inbound connection starts with a header naming the service
+// it is for and, for Raft, the node it is meant for; the mux reads it and
+// hands the connection over, or refuses a connection meant for another node.
 package transport
 
 import (
@@ -28,13 +29,23 @@ const (
 	KindForward Kind = 2
 )
 
-// headerMagic opens every header so that a stray client (an HTTP probe, a
-// port scanner) is recognised and dropped at once.
-const headerMagic = 0x4B // 'K'
+// A magic byte opens every header so that a stray client (an HTTP probe, a
+// port scanner) is recognised and dropped at once. It also tells the two
+// header forms apart:
+//
+//	headerMagic:          magic, kind, partition (big-endian uint16)
+//	headerMagicRecipient: the same, then the recipient's node ID (a length
+//	                      byte and the ID)
+const (
+	headerMagic          = 0x4B // 'K'
+	headerMagicRecipient = 0x4E // 'N'
+)
 
-// HeaderSize is the length of the connection header:
-// magic, kind, partition ID (big-endian uint16).
-const HeaderSize = 4
+// headerFixed is the length of the part every header has.
+const headerFixed = 4
+
+// MaxNodeIDLen is the longest node ID a header can name.
+const MaxNodeIDLen = 255
 
 // Errors.
 var (
@@ -43,29 +54,58 @@ var (
 	ErrRegistered = errors.New("transport: service already registered")
 )
 
-// Header identifies a service on the mux.
+// Header identifies a service on the mux and, optionally, the node a
+// connection is meant for.
 type Header struct {
 	Kind      Kind
 	Partition uint16
+	// To is the node ID the dialer means to reach; empty: whichever node
+	// listens at the address. A node refuses a connection meant for
+	// another ID.
+	To string
 }
 
+// service is h without its recipient: what a layer registers for.
+func (h Header) service() Header { return Header{Kind: h.Kind, Partition: h.Partition} }
+
 // Encode returns the wire form of h.
-func (h Header) Encode() [HeaderSize]byte {
-	return [HeaderSize]byte{headerMagic, byte(h.Kind), byte(h.Partition >> 8), byte(h.Partition)}
+func (h Header) Encode() ([]byte, error) {
+	if len(h.To) > MaxNodeIDLen {
+		return nil, fmt.Errorf("%w: node ID of %d bytes, at most %d", ErrBadHeader, len(h.To), MaxNodeIDLen)
+	}
+	if h.To == "" {
+		return []byte{headerMagic, byte(h.Kind), byte(h.Partition >> 8), byte(h.Partition)}, nil
+	}
+	b := []byte{headerMagicRecipient, byte(h.Kind), byte(h.Partition >> 8), byte(h.Partition), byte(len(h.To))}
+	return append(b, h.To...), nil
 }
 
 // ReadHeader reads and validates a connection header.
 func ReadHeader(r io.Reader) (Header, error) {
-	var b [HeaderSize]byte
+	var b [headerFixed]byte
 	if _, err := io.ReadFull(r, b[:]); err != nil {
 		return Header{}, fmt.Errorf("%w: %w", ErrBadHeader, err)
 	}
-	if b[0] != headerMagic {
+	if b[0] != headerMagic && b[0] != headerMagicRecipient {
 		return Header{}, fmt.Errorf("%w: magic %#x", ErrBadHeader, b[0])
 	}
 	h := Header{Kind: Kind(b[1]), Partition: uint16(b[2])<<8 | uint16(b[3])}
 	if h.Kind != KindRaft && h.Kind != KindForward {
 		return Header{}, fmt.Errorf("%w: kind %d", ErrBadHeader, b[1])
+	}
+	if b[0] == headerMagicRecipient {
+		var n [1]byte
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return Header{}, fmt.Errorf("%w: recipient length: %w", ErrBadHeader, err)
+		}
+		if n[0] == 0 {
+			return Header{}, fmt.Errorf("%w: empty recipient", ErrBadHeader)
+		}
+		to := make([]byte, n[0])
+		if _, err := io.ReadFull(r, to); err != nil {
+			return Header{}, fmt.Errorf("%w: recipient: %w", ErrBadHeader, err)
+		}
+		h.To = string(to)
 	}
 	return h, nil
 }
@@ -79,6 +119,8 @@ type Mux struct {
 	// serverTLS and clientTLS, when set, wrap every inbound and outbound
 	// connection in (mutual) TLS before the header.
 	serverTLS, clientTLS *tls.Config
+	// self is this node's ID: connections meant for another are refused.
+	self string
 
 	mu       sync.Mutex
 	services map[Header]*Layer
@@ -89,6 +131,9 @@ type Mux struct {
 	conns    map[*trackedConn]struct{}
 	isolated bool
 	blocked  map[string]bool
+	// misdirected is when each wrong recipient ID was last logged, so that
+	// a peer retrying for ever logs once a minute, not per attempt.
+	misdirected map[string]time.Time
 }
 
 // NewMux wraps ln. advertise is the address other nodes dial (nil: the
@@ -104,8 +149,15 @@ func NewMux(ln net.Listener, advertise net.Addr, log *slog.Logger) *Mux {
 		headerTimeout: 5 * time.Second,
 		services:      make(map[Header]*Layer),
 		conns:         make(map[*trackedConn]struct{}),
+		misdirected:   make(map[string]time.Time),
 	}
 }
+
+// SetNodeID names this node: a connection whose header names another node
+// is refused. Raft dials by address alone, so without this check a node that
+// took over a dead member's address would answer that member's appends and
+// votes with a log it never had. Call it before Serve.
+func (m *Mux) SetNodeID(id string) { m.self = id }
 
 // SetTLS makes every connection TLS: inbound ones are handshaken with
 // server before their header is read, outbound ones with client before
@@ -171,8 +223,12 @@ func (m *Mux) route(conn net.Conn) {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
+	if h.To != "" && m.self != "" && h.To != m.self {
+		m.refuseMisdirected(conn, h)
+		return
+	}
 	m.mu.Lock()
-	l := m.services[h]
+	l := m.services[h.service()]
 	isolated := m.isolated
 	m.mu.Unlock()
 	if isolated {
@@ -193,6 +249,25 @@ func (m *Mux) route(conn net.Conn) {
 	case l.conns <- tc:
 	case <-l.done:
 		tc.Close()
+	}
+}
+
+// refuseMisdirected closes a connection meant for another node: a peer
+// still lists that node at this node's address (this node replaced it
+// there, or the peer's configuration is stale).
+func (m *Mux) refuseMisdirected(conn net.Conn, h Header) {
+	conn.Close()
+	now := time.Now()
+	m.mu.Lock()
+	last, seen := m.misdirected[h.To]
+	quiet := seen && now.Sub(last) < time.Minute
+	if !quiet {
+		m.misdirected[h.To] = now
+	}
+	m.mu.Unlock()
+	if !quiet {
+		m.log.Warn("refused connections meant for another node: a peer lists that node at this node's address (it is this node's predecessor there, or the peer's view is stale)",
+			"remote", conn.RemoteAddr(), "meant_for", h.To, "kind", h.Kind, "partition", h.Partition)
 	}
 }
 
@@ -300,6 +375,7 @@ func (m *Mux) Register(h Header) (*Layer, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
+	h = h.service()
 	if _, ok := m.services[h]; ok {
 		return nil, fmt.Errorf("%w: kind %d partition %d", ErrRegistered, h.Kind, h.Partition)
 	}
@@ -387,11 +463,15 @@ func (l *Layer) Close() error {
 // Addr is the mux's advertised address.
 func (l *Layer) Addr() net.Addr { return l.mux.advertise }
 
-// Dial connects to the same service on another node.
+// Dial connects to the same service on another node. An address made by
+// RecipientAddress also names the node meant.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, timeout)
 	defer cancel()
-	return l.mux.Dial(ctx, string(address), l.header)
+	h := l.header
+	to, addr := splitRecipient(address)
+	h.To = to
+	return l.mux.Dial(ctx, addr, h)
 }
 
 // DialService connects to addr and announces service h; ctx bounds both.
@@ -414,11 +494,15 @@ func DialServiceTLS(ctx context.Context, addr string, h Header, cfg *tls.Config)
 		}
 		conn = tc
 	}
-	hdr := h.Encode()
+	hdr, err := h.Encode()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("transport: dial %s: %w", addr, err)
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = conn.SetWriteDeadline(deadline)
 	}
-	if _, err := conn.Write(hdr[:]); err != nil {
+	if _, err := conn.Write(hdr); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("transport: write header to %s: %w", addr, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,19 +41,19 @@ func register(t *testing.T, m *Mux, h Header) *Layer {
 func TestRoutesByHeader(t *testing.T) {
 	a, b := newMux(t), newMux(t)
 	var _ raft.StreamLayer = (*Layer)(nil)
-	la := register(t, a, Header{KindRaft, 7})
-	lb7 := register(t, b, Header{KindRaft, 7})
-	lb8 := register(t, b, Header{KindRaft, 8})
-	fwd := register(t, b, Header{KindForward, 7})
+	la := register(t, a, Header{Kind: KindRaft, Partition: 7})
+	lb7 := register(t, b, Header{Kind: KindRaft, Partition: 7})
+	lb8 := register(t, b, Header{Kind: KindRaft, Partition: 8})
+	fwd := register(t, b, Header{Kind: KindForward, Partition: 7})
 
 	for _, tc := range []struct {
 		from *Layer
 		to   *Layer
 		h    Header
 	}{
-		{la, lb7, Header{KindRaft, 7}},
-		{nil, lb8, Header{KindRaft, 8}},
-		{nil, fwd, Header{KindForward, 7}},
+		{la, lb7, Header{Kind: KindRaft, Partition: 7}},
+		{nil, lb8, Header{Kind: KindRaft, Partition: 8}},
+		{nil, fwd, Header{Kind: KindForward, Partition: 7}},
 	} {
 		var c net.Conn
 		var err error
@@ -102,7 +103,7 @@ func isReset(err error) bool {
 
 func TestDropsBadConnections(t *testing.T) {
 	m := newMux(t)
-	l := register(t, m, Header{KindRaft, 1})
+	l := register(t, m, Header{Kind: KindRaft, Partition: 1})
 	addr := m.Addr().String()
 	cases := map[string][]byte{
 		"http probe":      []byte("GET / HTTP/1.1\r\n\r\n"),
@@ -136,8 +137,8 @@ func TestDropsBadConnections(t *testing.T) {
 
 func TestRegisterTwiceAndClose(t *testing.T) {
 	m := newMux(t)
-	l := register(t, m, Header{KindRaft, 3})
-	if _, err := m.Register(Header{KindRaft, 3}); !errors.Is(err, ErrRegistered) {
+	l := register(t, m, Header{Kind: KindRaft, Partition: 3})
+	if _, err := m.Register(Header{Kind: KindRaft, Partition: 3}); !errors.Is(err, ErrRegistered) {
 		t.Fatalf("second register: %v", err)
 	}
 	l.Close()
@@ -145,17 +146,34 @@ func TestRegisterTwiceAndClose(t *testing.T) {
 		t.Fatalf("accept after close: %v", err)
 	}
 	// The header is free again once the layer is closed.
-	register(t, m, Header{KindRaft, 3})
+	register(t, m, Header{Kind: KindRaft, Partition: 3})
 }
 
 func TestReadHeader(t *testing.T) {
-	h := Header{KindForward, 513}
-	enc := h.Encode()
-	got, err := ReadHeader(bytes.NewReader(enc[:]))
-	if err != nil || got != h {
-		t.Fatalf("got %+v %v", got, err)
+	for _, h := range []Header{
+		{Kind: KindForward, Partition: 513},
+		{Kind: KindRaft, Partition: 7, To: "n2"},
+		{Kind: KindRaft, Partition: 0, To: strings.Repeat("x", MaxNodeIDLen)},
+	} {
+		enc, err := h.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadHeader(bytes.NewReader(enc))
+		if err != nil || got != h {
+			t.Fatalf("%+v read back as %+v %v", h, got, err)
+		}
 	}
-	for _, bad := range [][]byte{{}, {headerMagic}, {0, 1, 0, 0}, {headerMagic, 0, 0, 0}, {headerMagic, 3, 0, 0}} {
+	if _, err := (Header{Kind: KindRaft, To: strings.Repeat("x", MaxNodeIDLen+1)}).Encode(); !errors.Is(err, ErrBadHeader) {
+		t.Fatalf("a node ID too long for the header: %v", err)
+	}
+	for _, bad := range [][]byte{
+		{}, {headerMagic}, {0, 1, 0, 0}, {headerMagic, 0, 0, 0}, {headerMagic, 3, 0, 0},
+		{headerMagicRecipient, 1, 0, 0},         // no length
+		{headerMagicRecipient, 1, 0, 0, 0},      // empty recipient
+		{headerMagicRecipient, 1, 0, 0, 3, 'n'}, // short recipient
+		{headerMagicRecipient, 9, 0, 0, 1, 'n'}, // unknown kind
+	} {
 		if _, err := ReadHeader(bytes.NewReader(bad)); !errors.Is(err, ErrBadHeader) {
 			t.Fatalf("%v: %v", bad, err)
 		}
@@ -163,7 +181,7 @@ func TestReadHeader(t *testing.T) {
 }
 
 func FuzzReadHeader(f *testing.F) {
-	for _, seed := range [][]byte{{headerMagic, 1, 0, 0}, {headerMagic, 2, 1, 0}, {0}, {}} {
+	for _, seed := range [][]byte{{headerMagic, 1, 0, 0}, {headerMagic, 2, 1, 0}, {headerMagicRecipient, 1, 0, 3, 2, 'n', '1'}, {0}, {}} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -174,20 +192,91 @@ func FuzzReadHeader(f *testing.F) {
 			}
 			return
 		}
-		if enc := h.Encode(); !bytes.Equal(enc[:], data[:HeaderSize]) {
-			t.Fatalf("re-encoding %+v gives %v, read from %v", h, enc, data[:HeaderSize])
+		enc, err := h.Encode()
+		if err != nil || !bytes.Equal(enc, data[:len(enc)]) {
+			t.Fatalf("re-encoding %+v gives %v %v, read from %v", h, enc, err, data)
 		}
 	})
 }
 
+// TestRefusesConnectionsForAnotherNode: a connection whose header names
+// another node is closed before any service sees it; one naming this node,
+// or no one, is routed.
+func TestRefusesConnectionsForAnotherNode(t *testing.T) {
+	a, b := newMux(t), newMux(t)
+	b.SetNodeID("n2")
+	h := Header{Kind: KindRaft, Partition: 1}
+	la := register(t, a, h)
+	lb := register(t, b, h)
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := lb.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for _, tc := range []struct {
+		to     raft.ServerID
+		routed bool
+	}{
+		{"n3", false},
+		{"n2", true},
+		{"", true},
+	} {
+		c, err := la.Dial(RecipientAddress(tc.to, raft.ServerAddress(b.Addr().String())), time.Second)
+		if err != nil {
+			t.Fatalf("dial meant for %q: %v", tc.to, err)
+		}
+		if tc.routed {
+			select {
+			case in := <-accepted:
+				in.Close()
+			case <-time.After(2 * time.Second):
+				t.Fatalf("a connection meant for %q was not routed to n2's service", tc.to)
+			}
+		} else {
+			if !closedByPeer(t, c) {
+				t.Fatalf("a connection meant for %q was kept open by n2", tc.to)
+			}
+			select {
+			case <-accepted:
+				t.Fatalf("a connection meant for %q reached n2's service", tc.to)
+			default:
+			}
+		}
+		c.Close()
+	}
+}
+
+func TestRecipientAddress(t *testing.T) {
+	for _, tc := range []struct {
+		id       raft.ServerID
+		addr     raft.ServerAddress
+		wantID   string
+		wantAddr string
+	}{
+		{"n1", "10.0.0.1:7946", "n1", "10.0.0.1:7946"},
+		{"", "10.0.0.1:7946", "", "10.0.0.1:7946"},
+		{"a@b", "[::1]:7946", "a@b", "[::1]:7946"},
+	} {
+		id, addr := splitRecipient(RecipientAddress(tc.id, tc.addr))
+		if id != tc.wantID || addr != tc.wantAddr {
+			t.Fatalf("%q at %q came back as %q at %q", tc.id, tc.addr, id, addr)
+		}
+	}
+}
+
 func TestIsolation(t *testing.T) {
 	a, b := newMux(t), newMux(t)
-	la := register(t, a, Header{KindRaft, 1})
-	lb := register(t, b, Header{KindRaft, 1})
+	la := register(t, a, Header{Kind: KindRaft, Partition: 1})
+	lb := register(t, b, Header{Kind: KindRaft, Partition: 1})
 	ctx := context.Background()
 
 	// A connection from b to a, and one from a to b, both established.
-	in, err := b.Dial(ctx, a.Addr().String(), Header{KindRaft, 1})
+	in, err := b.Dial(ctx, a.Addr().String(), Header{Kind: KindRaft, Partition: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +285,7 @@ func TestIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := a.Dial(ctx, b.Addr().String(), Header{KindRaft, 1})
+	out, err := a.Dial(ctx, b.Addr().String(), Header{Kind: KindRaft, Partition: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,10 +300,10 @@ func TestIsolation(t *testing.T) {
 	if _, err := accepted.Read(make([]byte, 1)); err == nil {
 		t.Fatal("a's inbound connection survived isolation")
 	}
-	if _, err := a.Dial(ctx, b.Addr().String(), Header{KindRaft, 1}); !errors.Is(err, ErrIsolated) {
+	if _, err := a.Dial(ctx, b.Addr().String(), Header{Kind: KindRaft, Partition: 1}); !errors.Is(err, ErrIsolated) {
 		t.Fatalf("dial while isolated: %v", err)
 	}
-	c, err := DialService(ctx, a.Addr().String(), Header{KindRaft, 1})
+	c, err := DialService(ctx, a.Addr().String(), Header{Kind: KindRaft, Partition: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +313,7 @@ func TestIsolation(t *testing.T) {
 	c.Close()
 
 	a.SetIsolated(false)
-	c, err = a.Dial(ctx, b.Addr().String(), Header{KindRaft, 1})
+	c, err = a.Dial(ctx, b.Addr().String(), Header{Kind: KindRaft, Partition: 1})
 	if err != nil {
 		t.Fatalf("dial after healing: %v", err)
 	}
@@ -234,7 +323,7 @@ func TestIsolation(t *testing.T) {
 // TestBlockedPeers partitions a from b while both still reach c.
 func TestBlockedPeers(t *testing.T) {
 	a, b, c := newMux(t), newMux(t), newMux(t)
-	h := Header{KindRaft, 1}
+	h := Header{Kind: KindRaft, Partition: 1}
 	la, lb, lc := register(t, a, h), register(t, b, h), register(t, c, h)
 	ctx := context.Background()
 	ab, err := a.Dial(ctx, b.Addr().String(), h)
