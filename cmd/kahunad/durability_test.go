@@ -210,23 +210,50 @@ func kill9Cycles(t *testing.T, store partition.LogStore, size int) {
 func ephName(i int) string { return fmt.Sprintf("k9/eph/%d", i) }
 
 // lockEphemerals takes every ephemeral lock for a new owner; each token
-// must be larger than any earlier one of that lock.
+// must be larger than any earlier one of that lock. Ephemeral locks live in
+// their leader's memory and go with a leader change — right after a
+// restart the balancer still moves leaders — so a lock found gone is taken
+// again, but only if some partition's leader or term changed meanwhile.
 func lockEphemerals(t *testing.T, c *testutil.Client, maxTok []int64, cycle int) {
 	t.Helper()
 	for i := range maxTok {
 		req := testutil.LockRequest{Resource: ephName(i), Owner: fmt.Sprintf("eph-c%d", cycle), ExpiresMs: k9ExpiresMs, Durability: testutil.Ephemeral}
-		rep := retry101(t, func(ctx context.Context) (testutil.Reply, error) { return c.TryLock(ctx, req) })
-		if rep.Type != testutil.Locked || rep.Token() <= maxTok[i] {
-			t.Fatalf("ephemeral try-lock %s (cycle %d): %v, want Locked with a token above %d", req.Resource, cycle, rep, maxTok[i])
-		}
-		maxTok[i] = rep.Token()
-		info := retry101(t, func(ctx context.Context) (testutil.Reply, error) {
-			return c.GetInfo(ctx, testutil.LockRequest{Resource: req.Resource, Durability: testutil.Ephemeral})
-		})
-		if info.Type != testutil.Got || info.Token() != rep.Token() || info.Owner != req.Owner {
+		for attempt := 1; ; attempt++ {
+			before := leadershipOf(t, c)
+			rep := retry101(t, func(ctx context.Context) (testutil.Reply, error) { return c.TryLock(ctx, req) })
+			if rep.Type != testutil.Locked || rep.Token() <= maxTok[i] {
+				t.Fatalf("ephemeral try-lock %s (cycle %d): %v, want Locked with a token above %d", req.Resource, cycle, rep, maxTok[i])
+			}
+			maxTok[i] = rep.Token()
+			info := retry101(t, func(ctx context.Context) (testutil.Reply, error) {
+				return c.GetInfo(ctx, testutil.LockRequest{Resource: req.Resource, Durability: testutil.Ephemeral})
+			})
+			if info.Type == testutil.Got && info.Token() == rep.Token() && info.Owner == req.Owner {
+				break
+			}
+			if after := leadershipOf(t, c); info.Type == testutil.LockDoesNotExist && attempt < 5 && after != before {
+				t.Logf("ephemeral %s went with a leader change (%s → %s); taking it again", req.Resource, before, after)
+				continue
+			}
 			t.Fatalf("ephemeral get-info %s: %v, want Got %s token %d", req.Resource, info, req.Owner, rep.Token())
 		}
 	}
+}
+
+// leadershipOf is every partition's leader and term as c's node sees them.
+func leadershipOf(t *testing.T, c *testutil.Client) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, p := range st.Partitions {
+		fmt.Fprintf(&b, "%d:%s@%d ", p.ID, p.Leader, p.Term)
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // retry101 runs f until it answers something other than MustRetry, for up
