@@ -120,7 +120,7 @@ func TestAnyNodeServesAnyRequest(t *testing.T) {
 		leader := c.Leaders()[p]
 		other := (c.LeaderIndex(p) + 1) % 3
 		third := (c.LeaderIndex(p) + 2) % 3
-		lock := expect(t, testutil.Locked)(c.Nodes[other].Client().TryLock(ctx, lockReq(res, "alice", time.Minute)))
+		lock := lockRetrying(t, c.Nodes[other].Client(), lockReq(res, "alice", time.Minute))
 		if lock.ServedFrom != leader {
 			t.Fatalf("partition %d: lock served by %s, leader is %s", p, lock.ServedFrom, leader)
 		}
@@ -145,7 +145,7 @@ func TestAnyNodeServesAnyRequest(t *testing.T) {
 	}
 	// A list through any node covers every partition.
 	for i := range 9 {
-		expect(t, testutil.Locked)(c.Nodes[i%3].Client().TryLock(ctx, lockReq(fmt.Sprintf("list/%d", i), "o", time.Minute)))
+		lockRetrying(t, c.Nodes[i%3].Client(), lockReq(fmt.Sprintf("list/%d", i), "o", time.Minute))
 	}
 	for _, n := range c.Nodes {
 		_, body, err := n.Client().Get(ctx, "/v1/locks?prefix=list/&limit=4")
@@ -176,7 +176,7 @@ func TestWaitThroughAFollower(t *testing.T) {
 	res := resourceIn(0, 3, "wait")
 	leader := c.LeaderIndex(0)
 	f1, f2 := c.Nodes[(leader+1)%3].Client(), c.Nodes[(leader+2)%3].Client()
-	expect(t, testutil.Locked)(c.Nodes[leader].Client().TryLock(ctx, lockReq(res, "holder", time.Hour)))
+	lockRetrying(t, c.Nodes[leader].Client(), lockReq(res, "holder", time.Hour))
 
 	// First in line, then hangs up.
 	quitCtx, quit := context.WithCancel(ctx)
@@ -237,7 +237,7 @@ func testLeaderKillFailover(t *testing.T, store partition.LogStore) {
 	ephTokens := map[string]int64{}
 	for p := range 3 {
 		res := resourceIn(p, 3, "kill")
-		held[res] = expect(t, testutil.Locked)(c.Nodes[0].Client().TryLock(ctx, lockReq(res, "a", time.Hour)))
+		held[res] = lockRetrying(t, c.Nodes[0].Client(), lockReq(res, "a", time.Hour))
 		e := lockReq(res, "a", time.Hour)
 		e.Durability = testutil.Ephemeral
 		ephTokens[res] = expect(t, testutil.Locked)(c.Nodes[0].Client().TryLock(ctx, e)).Token()
@@ -260,7 +260,7 @@ func testLeaderKillFailover(t *testing.T, store partition.LogStore) {
 			t.Fatalf("%s token %d, was %d", res, info.Token(), want.Token())
 		}
 		expect(t, testutil.Unlocked)(survivor.TryUnlock(ctx, lockReq(res, "a", 0)))
-		if next := expect(t, testutil.Locked)(survivor.TryLock(ctx, lockReq(res, "b", time.Hour))); next.Token() <= want.Token() {
+		if next := lockRetrying(t, survivor, lockReq(res, "b", time.Hour)); next.Token() <= want.Token() {
 			t.Fatalf("%s token went from %d to %d", res, want.Token(), next.Token())
 		}
 		e := lockReq(res, "b", time.Hour)
@@ -285,14 +285,13 @@ func TestRestartedNodeCatchesUpAndTakesItsShare(t *testing.T) {
 
 func testRestartedNodeCatchesUpAndTakesItsShare(t *testing.T, store partition.LogStore) {
 	c := Start(t, Options{Nodes: 3, LogStore: store})
-	ctx := Ctx(t)
 	c.Kill(2)
 	c.WaitFor(5*time.Second, "leaders without n3", func() bool {
 		l := c.Leaders()
 		return !slices.Contains(l, "") && !slices.Contains(l, "n3")
 	})
 	for i := range 30 {
-		expect(t, testutil.Locked)(c.Nodes[i%2].Client().TryLock(ctx, lockReq(fmt.Sprint("down/", i), "o", time.Hour)))
+		lockRetrying(t, c.Nodes[i%2].Client(), lockReq(fmt.Sprint("down/", i), "o", time.Hour))
 	}
 	c.StartNode(2)
 	c.WaitReady(15 * time.Second)
@@ -404,7 +403,7 @@ func testMajorityLossAndFullRestart(t *testing.T, store partition.LogStore) {
 	held := map[string]int64{}
 	for p := range 3 {
 		res := resourceIn(p, 3, "maj")
-		held[res] = expect(t, testutil.Locked)(c.Nodes[0].Client().TryLock(ctx, lockReq(res, "keeper", time.Hour))).Token()
+		held[res] = lockRetrying(t, c.Nodes[0].Client(), lockReq(res, "keeper", time.Hour)).Token()
 	}
 	c.Kill(1)
 	c.Kill(2)
