@@ -446,10 +446,13 @@ func TestMinorityAndBridgePartitions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("five nodes")
 	}
-	// Twenty-five Raft groups on two cores: the 150 ms test timings can
-	// leave a loaded machine in an election storm, so this cluster runs
-	// on timings twice as patient (still far below production's).
-	c := Start(t, Options{Nodes: 5, Partitions: 5, Mutate: func(_ int, cfg *server.Config) {
+	// Five nodes of in-process Raft groups under -race on two cores: the
+	// 150 ms test timings can leave a loaded machine in an election storm,
+	// so this cluster runs on timings twice as patient (still far below
+	// production's) and with three partitions (15 groups, not 25), enough
+	// for a bridge to matter to several leaders.
+	const parts = 3
+	c := Start(t, Options{Nodes: 5, Partitions: parts, Mutate: func(_ int, cfg *server.Config) {
 		cfg.Raft.HeartbeatTimeout *= 2
 		cfg.Raft.ElectionTimeout *= 2
 		cfg.Raft.LeaderLeaseTimeout *= 2
@@ -481,8 +484,8 @@ func TestMinorityAndBridgePartitions(t *testing.T) {
 	c.Cut(func(a, b int) bool { return side(a) >= 0 && side(b) >= 0 && side(a) != side(b) })
 	// Every partition keeps (or finds) a leader with a majority; the bridge
 	// node reaches all of them, so it serves every resource.
-	for p := range 5 {
-		r := resourceIn(p, 5, "bridge")
+	for p := range parts {
+		r := resourceIn(p, parts, "bridge")
 		c.WaitFor(15*time.Second, "the bridge node serves partition "+fmt.Sprint(p), func() bool {
 			rep, err := c.Nodes[2].Client().TryLock(ctx, lockReq(r, "x", time.Hour))
 			return err == nil && rep.Type == testutil.Locked
