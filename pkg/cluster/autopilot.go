@@ -274,8 +274,9 @@ func (a *Autopilot) addJoiner(ctx context.Context, g *partition.Group, c partiti
 // joiner m now answers on (Reachable proved it is m there), as Consul does
 // for a server that comes back at a dead one's address: a machine replaced
 // by one with the same IP. Raft refuses two servers at one address, and
-// every message sent to the old entry reaches the new node, so the entry
-// is dead whatever gossip still says of it. It goes first, if the voters
+// the node at it now is the joiner (which refuses the old entry's Raft
+// messages), so the entry is dead whatever gossip still says of it, and
+// it keeps the joiner out until removed. It goes first, if the voters
 // left keep a live quorum; the joiner is added in the next round. This may
 // leave fewer than minAutoVoters for a moment: that is the replacement
 // under way, not a shrinking cluster. Reports whether it acted.

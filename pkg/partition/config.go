@@ -185,8 +185,6 @@ func (c Config) validate() error {
 	switch {
 	case c.NodeID == "":
 		return fmt.Errorf("%w: node ID is empty", ErrInvalid)
-	case len(c.NodeID) > transport.MaxNodeIDLen:
-		return fmt.Errorf("%w: node ID is %d bytes long, at most %d", ErrInvalid, len(c.NodeID), transport.MaxNodeIDLen)
 	case c.Dir == "":
 		return fmt.Errorf("%w: data directory is empty", ErrInvalid)
 	case c.Count < 1 || c.Count > MaxPartitions:

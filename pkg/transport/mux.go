@@ -464,7 +464,7 @@ func (l *Layer) Close() error {
 func (l *Layer) Addr() net.Addr { return l.mux.advertise }
 
 // Dial connects to the same service on another node. An address made by
-// RecipientAddress also names the node meant.
+// recipientAddress also names the node meant.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, timeout)
 	defer cancel()

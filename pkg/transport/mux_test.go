@@ -226,7 +226,7 @@ func TestRefusesConnectionsForAnotherNode(t *testing.T) {
 		{"n2", true},
 		{"", true},
 	} {
-		c, err := la.Dial(RecipientAddress(tc.to, raft.ServerAddress(b.Addr().String())), time.Second)
+		c, err := la.Dial(recipientAddress(tc.to, raft.ServerAddress(b.Addr().String())), time.Second)
 		if err != nil {
 			t.Fatalf("dial meant for %q: %v", tc.to, err)
 		}
@@ -262,7 +262,7 @@ func TestRecipientAddress(t *testing.T) {
 		{"", "10.0.0.1:7946", "", "10.0.0.1:7946"},
 		{"a@b", "[::1]:7946", "a@b", "[::1]:7946"},
 	} {
-		id, addr := splitRecipient(RecipientAddress(tc.id, tc.addr))
+		id, addr := splitRecipient(recipientAddress(tc.id, tc.addr))
 		if id != tc.wantID || addr != tc.wantAddr {
 			t.Fatalf("%q at %q came back as %q at %q", tc.id, tc.addr, id, addr)
 		}

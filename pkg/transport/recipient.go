@@ -16,16 +16,16 @@ import (
 // the address it dials, the layer puts it into the connection header, and
 // the receiving mux refuses a connection meant for another node.
 
-// RecipientAddress is the address the Raft transport dials for server id at
+// recipientAddress is the address the Raft transport dials for server id at
 // addr: "id@addr". A host:port has no '@', so the last one separates them.
-func RecipientAddress(id raft.ServerID, addr raft.ServerAddress) raft.ServerAddress {
+func recipientAddress(id raft.ServerID, addr raft.ServerAddress) raft.ServerAddress {
 	if id == "" {
 		return addr
 	}
 	return raft.ServerAddress(string(id) + "@" + string(addr))
 }
 
-// splitRecipient undoes RecipientAddress; a plain address names no one.
+// splitRecipient undoes recipientAddress; a plain address names no one.
 func splitRecipient(a raft.ServerAddress) (id, addr string) {
 	s := string(a)
 	i := strings.LastIndexByte(s, '@')
@@ -49,30 +49,30 @@ func NewRaftTransport(cfg *raft.NetworkTransportConfig) RaftTransport {
 
 // AppendEntriesPipeline implements raft.Transport.
 func (t RaftTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
-	return t.NetworkTransport.AppendEntriesPipeline(id, RecipientAddress(id, target))
+	return t.NetworkTransport.AppendEntriesPipeline(id, recipientAddress(id, target))
 }
 
 // AppendEntries implements raft.Transport.
 func (t RaftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	return t.NetworkTransport.AppendEntries(id, RecipientAddress(id, target), args, resp)
+	return t.NetworkTransport.AppendEntries(id, recipientAddress(id, target), args, resp)
 }
 
 // RequestVote implements raft.Transport.
 func (t RaftTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
-	return t.NetworkTransport.RequestVote(id, RecipientAddress(id, target), args, resp)
+	return t.NetworkTransport.RequestVote(id, recipientAddress(id, target), args, resp)
 }
 
 // RequestPreVote implements raft.WithPreVote.
 func (t RaftTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
-	return t.NetworkTransport.RequestPreVote(id, RecipientAddress(id, target), args, resp)
+	return t.NetworkTransport.RequestPreVote(id, recipientAddress(id, target), args, resp)
 }
 
 // InstallSnapshot implements raft.Transport.
 func (t RaftTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
-	return t.NetworkTransport.InstallSnapshot(id, RecipientAddress(id, target), args, resp, data)
+	return t.NetworkTransport.InstallSnapshot(id, recipientAddress(id, target), args, resp, data)
 }
 
 // TimeoutNow implements raft.Transport.
 func (t RaftTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
-	return t.NetworkTransport.TimeoutNow(id, RecipientAddress(id, target), args, resp)
+	return t.NetworkTransport.TimeoutNow(id, recipientAddress(id, target), args, resp)
 }
