@@ -26,7 +26,7 @@ type Group struct {
 	log     *slog.Logger
 	machine *fsm.Machine
 	raft    *raft.Raft
-	store   durableStore
+	store   *closedStore
 	logs    raft.LogStore
 	snaps   raft.SnapshotStore
 	trans   *voteRelay
@@ -90,9 +90,7 @@ func openGroup(cfg *Config, id int) (g *Group, err error) {
 		return nil, fmt.Errorf("partition %d: %w", id, err)
 	}
 	cleanup = append(cleanup, g.store)
-	if c, ok := g.store.(*closedStore); ok {
-		c.onWrite = cfg.OnLogWrite
-	}
+	g.store.onWrite = cfg.OnLogWrite
 	var durable raft.LogStore = g.store
 	if cfg.WrapLogStore != nil {
 		durable = cfg.WrapLogStore(id, durable)
@@ -187,7 +185,7 @@ func (g *Group) HasState() (bool, error) {
 // files. (HasState is not enough: raft-wal keeps the term in its metadata
 // file, which survives the loss of its segments.)
 func (g *Group) HasLog() (bool, error) {
-	last, err := g.logs.LastIndex()
+	last, err := g.store.lastIndexUnlessClosed()
 	if err != nil {
 		return false, fmt.Errorf("partition %d: read log: %w", g.id, err)
 	}

@@ -73,7 +73,7 @@ type durableStore interface {
 // openDurableStore opens (or creates) the partition's store of the given
 // kind in dir. It refuses to open one kind where the other kind's files
 // are, which only a hand-edited node.json could cause.
-func openDurableStore(kind LogStore, dir string, log hclog.Logger) (durableStore, error) {
+func openDurableStore(kind LogStore, dir string, log hclog.Logger) (*closedStore, error) {
 	boltPath := filepath.Join(dir, "raft.db")
 	walDir := filepath.Join(dir, "wal")
 	switch kind {
@@ -163,6 +163,18 @@ func (c *closedStore) enter() durableStore {
 func (c *closedStore) IsMonotonic() bool {
 	m, ok := c.store.(raft.MonotonicLogStore)
 	return ok && m.IsMonotonic()
+}
+
+// lastIndexUnlessClosed is LastIndex for this package's own callers,
+// which are waited for on shutdown and so must get ErrClosed rather than
+// park like Raft's stray goroutines.
+func (c *closedStore) lastIndexUnlessClosed() (uint64, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return 0, ErrClosed
+	}
+	return c.store.LastIndex()
 }
 
 func (c *closedStore) FirstIndex() (uint64, error) {

@@ -281,3 +281,27 @@ func TestClosedStoreNeverAnswers(t *testing.T) {
 		}
 	})
 }
+
+// TestHasLogAfterCloseAnswers: the server's formation loop asks whether
+// the groups hold a log, and shutdown closes the groups and then waits for
+// that loop. Calls after Close park so that Raft's stray goroutines never
+// write; this package's own read must answer ErrClosed instead, or
+// shutdown hangs (as TestFailedStartLeavesNothingBehind did, 1 run in 10).
+func TestHasLogAfterCloseAnswers(t *testing.T) {
+	n := startNode(t, "n1", t.TempDir(), "127.0.0.1:0", 1, nil)
+	g := n.set.Group(0)
+	n.stop()
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.HasLog()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("HasLog after Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("HasLog parked after Close")
+	}
+}
