@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,14 +58,18 @@ var (
 )
 
 // FreeAddr returns a 127.0.0.1:port address that was free a moment ago and
-// that no earlier FreeAddr call of this test binary returned.
+// that no earlier FreeAddr call of this test binary, nor of any other test
+// binary still running, returned. The second matters because go test runs
+// packages side by side: a node stopped for a while leaves its port free,
+// and another package's test could take it before the node restarts.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for range 1000 {
-		addr := fmt.Sprintf("127.0.0.1:%d", portLow+rand.IntN(portHigh-portLow))
-		if handedOut[addr] || !CanListen(addr) {
+		port := portLow + rand.IntN(portHigh-portLow)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if handedOut[addr] || !CanListen(addr) || !reservePort(port) {
 			continue
 		}
 		handedOut[addr] = true
@@ -73,6 +78,30 @@ func FreeAddr(t testing.TB) string {
 	t.Fatal("finding a free port: 1000 tries below the ephemeral range found none")
 	return ""
 }
+
+// reservePort takes port for this process among every test process of the
+// machine: an flock on a file named after it, held until the process exits
+// (the kernel drops it then, whatever way the process ends).
+func reservePort(port int) bool {
+	dir := filepath.Join(os.TempDir(), "kahuna-test-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return true // no reservations to be had: the bind check alone
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(port)), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	reserved = append(reserved, f) // kept open, so locked, for the process's life
+	return true
+}
+
+// reserved are the files whose locks hold this process's ports; portsMu
+// guards it.
+var reserved []*os.File
 
 // CanListen reports whether addr can be bound right now (nothing listens on
 // it). It binds and closes at once.
